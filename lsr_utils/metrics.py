@@ -1,0 +1,141 @@
+"""The paper's image metrics, each returning mean and standard error.
+
+All image inputs are float batches ``(N, C, H, W)`` in the unit range [0, 1]
+(:func:`lsr_utils.pixels.model_to_unit` converts model outputs); anything
+else is refused with a message. Units:
+
+* ``mse``: per-image **sum** of squared errors over all pixels and channels,
+  on [0, 1] (the unit that matches the paper's ~55 for a beta = 1 VAE on
+  CIFAR-10); ``mse_per_pixel``: the same divided by C*H*W.
+* ``sharpness``: mean over pixels of |Laplacian(luminance) / local mean
+  luminance| (section 2.2; definition in ``docs/metrics.md``); dimensionless.
+* ``sample_variance``: per-image sum over pixels and channels of the variance
+  across K renderings of samples z ~ q(z|x), on [0, 1]; same unit as ``mse``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import LsrError
+from .pixels import check_unit_images
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A per-image statistic summarised over images: mean, standard error, standard deviation, count."""
+
+    mean: float
+    sem: float
+    std: float
+    n: int
+    unit: str = ""
+
+    @classmethod
+    def of(cls, values: torch.Tensor, unit: str = "") -> "Stat":
+        v = values.detach().double().flatten().cpu()
+        n = v.numel()
+        if n == 0:
+            raise LsrError("cannot summarise an empty set of values")
+        std = float(v.std(unbiased=True)) if n > 1 else 0.0
+        return cls(float(v.mean()), std / math.sqrt(n) if n > 1 else float("nan"), std, n, unit)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4g} ± {self.sem:.2g}" + (f" {self.unit}" if self.unit else "")
+
+
+def _pair(a: torch.Tensor, b: torch.Tensor, names=("images", "references")):
+    a = check_unit_images(a, names[0])
+    b = check_unit_images(b, names[1])
+    if a.shape != b.shape:
+        raise LsrError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and "
+                       f"{tuple(b.shape)}")
+    return a, b
+
+
+def squared_errors(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """Per-image sum of squared errors on [0, 1]: shape (N,)."""
+    a, b = _pair(images, references)
+    return (a - b).pow(2).flatten(1).sum(1)
+
+
+def mse(images: torch.Tensor, references: torch.Tensor) -> Stat:
+    """Reconstruction error, per-image sum of squared errors on [0, 1] (Tables 1, 2; Figure 5a)."""
+    return Stat.of(squared_errors(images, references), "sum of squared errors per image, [0,1] scale")
+
+
+def mse_per_pixel(images: torch.Tensor, references: torch.Tensor) -> Stat:
+    """Reconstruction error per pixel and channel, on [0, 1]."""
+    a, _ = _pair(images, references)
+    return Stat.of(squared_errors(images, references) / a[0].numel(), "squared error per pixel value, [0,1] scale")
+
+
+_LAPLACIAN = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) luminance 0.299 R + 0.587 G + 0.114 B on [0, 1] (grey images pass through)."""
+    x = check_unit_images(images)
+    if x.shape[1] == 1:
+        return x
+    w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def sharpness_per_image(images: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Luminance-normalised Laplacian of each image, shape (N,) (section 2.2).
+
+    mean over pixels of |L(x, y) / mu(x, y)|, L the 4-neighbour Laplacian of the
+    luminance and mu its 3x3 box mean, both with edge-replicated borders;
+    pixels where mu = 0 are skipped.
+    """
+    lum = luminance(images).double()
+    padded = F.pad(lum, (1, 1, 1, 1), mode="replicate")
+    lap = F.conv2d(padded, _LAPLACIAN.to(lum).view(1, 1, 3, 3))
+    mu = F.avg_pool2d(padded, 3, stride=1)
+    valid = mu > eps
+    ratio = torch.where(valid, (lap / mu.clamp_min(eps)).abs(), torch.zeros_like(lap))
+    return (ratio.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)).float()
+
+
+def sharpness(images: torch.Tensor) -> Stat:
+    """Sharpness (section 2.2): Stat over images; ``std`` is the paper's "sharpness variation"."""
+    return Stat.of(sharpness_per_image(images), "luminance-normalised Laplacian")
+
+
+@torch.no_grad()
+def sample_variance(render: Callable[[torch.Tensor], torch.Tensor], mu: torch.Tensor, logvar: torch.Tensor, *,
+                    k: int = 10, generator: torch.Generator | None = None, batch_size: int = 256) -> Stat:
+    """Variance among images rendered from K samples z ~ q(z|x) of each input (Tables 1, 2; Figure 6d).
+
+    ``render(z)`` maps latents to images in the **unit** range. For each input,
+    the per-pixel variance across the K renderings (unbiased) is summed over
+    pixels and channels; the Stat is over inputs.
+    """
+    if k < 2:
+        raise LsrError(f"sample_variance needs k >= 2 samples, got {k}")
+    out = []
+    for s in range(0, len(mu), batch_size):
+        m, lv = mu[s:s + batch_size], logvar[s:s + batch_size]
+        eps = torch.randn((k, *m.shape), generator=generator, device=m.device, dtype=m.dtype) \
+            if generator is not None else torch.randn((k, *m.shape), device=m.device, dtype=m.dtype)
+        z = (m.unsqueeze(0) + torch.exp(0.5 * lv).unsqueeze(0) * eps).flatten(0, 1)
+        imgs = check_unit_images(render(z), "rendered images")
+        imgs = imgs.view(k, len(m), *imgs.shape[1:])
+        out.append(imgs.var(0, unbiased=True).flatten(1).sum(1).cpu())
+    return Stat.of(torch.cat(out), "sum over pixels of variance across samples, [0,1] scale")
+
+
+def accuracy(predicted: torch.Tensor, target: torch.Tensor) -> Stat:
+    """Fraction of matches, as a Stat over images (mean in [0, 1]; x100 for %)."""
+    if predicted.shape != target.shape:
+        raise LsrError(f"predictions and targets differ in shape: {tuple(predicted.shape)} vs {tuple(target.shape)}")
+    return Stat.of((predicted == target).float(), "fraction correct")

@@ -1,0 +1,210 @@
+"""The three networks of LSR-GAN (paper Table 3, Appendix D; Figure 7 blocks).
+
+Constructed with no arguments they are the paper's CIFAR-10 networks
+(32x32x3 images, latent size 128) with the reference implementation's exact
+parameter counts: ``Encoder`` 418,496, ``Decoder`` 404,896,
+``Discriminator`` 171,904. ``image_size`` (28, 32 or 64), ``channels`` (1 or
+3) and ``latent_dim`` adapt them to MNIST, CelebA and ImageNet 64x64.
+
+Shapes are noted as ``(B, C, H, W)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import LsrError
+
+SUPPORTED_IMAGE_SIZES = (28, 32, 64)
+SUPPORTED_CHANNELS = (1, 3)
+
+
+def _check_geometry(image_size: int, channels: int, latent_dim: int) -> None:
+    if image_size not in SUPPORTED_IMAGE_SIZES:
+        raise LsrError(f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, got {image_size!r}")
+    if channels not in SUPPORTED_CHANNELS:
+        raise LsrError(f"channels must be one of {SUPPORTED_CHANNELS}, got {channels!r}")
+    if not isinstance(latent_dim, int) or latent_dim < 1:
+        raise LsrError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+
+
+class DownBlock(nn.Module):
+    """Residual block that halves the spatial size (Table 3 "ResBlock down").
+
+    conv3x3 - BN - ReLU - conv3x3 - BN, plus a shortcut (conv1x1 - BN when the
+    channel count changes), add, ReLU, then 2x2 average pooling. Pooling uses
+    ``ceil_mode`` so odd sizes (7 -> 4 for 28x28 inputs) keep their border.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        if in_ch != out_ch:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in, H, W) -> (B, out, H/2, W/2)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = F.relu(out + self.shortcut(x))
+        return F.avg_pool2d(out, 2, ceil_mode=True)
+
+
+class UpBlock(nn.Module):
+    """Residual block that doubles the spatial size (Table 3 "ResBlock up").
+
+    Nearest 2x upsampling, then conv3x3(in->in) - BN - ReLU - conv3x3(in->out)
+    - BN, plus a shortcut conv1x1 (no BN) when the channel count changes, add,
+    ReLU.
+
+    Reference quirk, kept on purpose: the reference block *registers* a
+    BatchNorm for its shortcut but never applies it. ``shortcut_bn`` is kept
+    (unused in ``forward``) so that the parameter count (404,896 for the
+    CIFAR-10 decoder) and the state-dict layout match the reference; pass
+    ``reference_layout=False`` to drop it. Its parameters receive no gradient.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, reference_layout: bool = True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, in_ch, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv2 = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut = nn.Conv2d(in_ch, out_ch, 1, bias=False) if in_ch != out_ch else nn.Identity()
+        self.shortcut_bn = nn.BatchNorm2d(out_ch) if (in_ch != out_ch and reference_layout) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in, H, W) -> (B, out, 2H, 2W)
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+def _bottleneck_size(image_size: int) -> int:
+    """Spatial size after three ceil-mode halvings (32 -> 4, 28 -> 4, 64 -> 8)."""
+    s = image_size
+    for _ in range(3):
+        s = math.ceil(s / 2)
+    return s
+
+
+class Encoder(nn.Module):
+    """VAE encoder q_phi(z|x) (Table 3, first column).
+
+    down(C->64), down(64->128), down(128->32), Linear(32*s*s -> 128, no bias) -
+    BatchNorm1d - ReLU, then two Linear(128 -> latent_dim) heads giving the
+    mean and the log-variance of the axis-aligned Gaussian of section 2.1.
+    """
+
+    def __init__(self, *, image_size: int = 32, channels: int = 3, latent_dim: int = 128, hidden: int = 128):
+        super().__init__()
+        _check_geometry(image_size, channels, latent_dim)
+        self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
+        s = _bottleneck_size(image_size)
+        self.features = nn.Sequential(DownBlock(channels, 64), DownBlock(64, 128), DownBlock(128, 32))
+        self.fc = nn.Sequential(nn.Linear(32 * s * s, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU())
+        self.mu = nn.Linear(hidden, latent_dim)
+        self.logvar = nn.Linear(hidden, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C, H, W) in [-1, 1] -> (mu, logvar), each (B, latent_dim)."""
+        h = self.fc(self.features(x).flatten(1))
+        return self.mu(h), self.logvar(h)
+
+
+class Decoder(nn.Module):
+    """VAE decoder D_theta(z), also the LSR-GAN generator G(z) (Table 3, middle column).
+
+    Linear(latent_dim -> 32*s*s, no bias) - BatchNorm1d - ReLU, reshape to
+    (32, s, s), up(32->128), up(128->64), up(64->32), conv1x1(32->C, no bias),
+    tanh. Output in [-1, 1]. For 28x28 images the 32x32 output is centre-cropped.
+    """
+
+    def __init__(self, *, image_size: int = 32, channels: int = 3, latent_dim: int = 128,
+                 reference_layout: bool = True):
+        super().__init__()
+        _check_geometry(image_size, channels, latent_dim)
+        self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
+        self.start = _bottleneck_size(image_size)
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 32 * self.start ** 2, bias=False),
+                                nn.BatchNorm1d(32 * self.start ** 2), nn.ReLU())
+        self.blocks = nn.Sequential(UpBlock(32, 128, reference_layout), UpBlock(128, 64, reference_layout),
+                                    UpBlock(64, 32, reference_layout))
+        self.to_image = nn.Conv2d(32, channels, 1, bias=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (B, latent_dim) -> images (B, C, H, W) in [-1, 1]."""
+        h = self.fc(z).view(z.shape[0], 32, self.start, self.start)
+        x = torch.tanh(self.to_image(self.blocks(h)))
+        extra = x.shape[-1] - self.image_size
+        if extra:
+            lo = extra // 2
+            x = x[..., lo:lo + self.image_size, lo:lo + self.image_size]
+        return x
+
+
+class Discriminator(nn.Module):
+    """DCGAN-style discriminator (Table 3, last column).
+
+    conv4x4/2 (C->32) LeakyReLU(0.2); (32->64) BN LeakyReLU; (64->128) BN
+    LeakyReLU; (128->3). For 32x32 inputs the output is a 3x2x2 map.
+
+    ``forward`` returns **logits**; the reference applies a sigmoid and uses
+    ``binary_cross_entropy``. The kit's GAN losses use the logit form
+    (``binary_cross_entropy_with_logits``), which is the same function of the
+    weights without the reference's clamp of log-probabilities at -100 and is
+    safe under mixed precision. ``probability(x)`` gives the sigmoid output.
+    Weights are initialised DCGAN style as in the reference.
+    """
+
+    def __init__(self, *, image_size: int = 32, channels: int = 3):
+        super().__init__()
+        _check_geometry(image_size, channels, 1)
+        self.image_size, self.channels = image_size, channels
+        lrelu = lambda: nn.LeakyReLU(0.2)  # noqa: E731
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 32, 4, 2, 1, bias=False), lrelu(),
+            nn.Conv2d(32, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), lrelu(),
+            nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), lrelu(),
+            nn.Conv2d(128, 3, 4, 2, 1, bias=False),
+        )
+        self.apply(dcgan_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) in [-1, 1] -> logits (B, 3, H/16, W/16)."""
+        return self.net(x)
+
+    def probability(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.forward(x))
+
+
+def dcgan_init(m: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02); BN weight N(1, 0.02), bias 0."""
+    if isinstance(m, nn.Conv2d):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps, eps ~ N(0, I) (section 2.1)."""
+    eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def build_models(image_size: int = 32, channels: int = 3, latent_dim: int = 128):
+    """(Encoder, Decoder) for one geometry."""
+    return (Encoder(image_size=image_size, channels=channels, latent_dim=latent_dim),
+            Decoder(image_size=image_size, channels=channels, latent_dim=latent_dim))

@@ -1,0 +1,77 @@
+"""Figures: image grids with row labels and curves, saved as PNG and PDF."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .pixels import check_unit_images
+
+
+def _plt():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "nbagg", "widget",
+                                                "ipympl", "module://ipympl.backend_nbagg"):
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(images: torch.Tensor, ncol: int, pad: int = 1, pad_value: float = 1.0) -> torch.Tensor:
+    """Tile unit-range images (N, C, H, W) into one (H', W', C) array with ``ncol`` columns."""
+    x = check_unit_images(images).cpu()
+    n, c, h, w = x.shape
+    nrow = -(-n // ncol)
+    canvas = torch.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), pad_value)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        canvas[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
+    out = canvas.permute(1, 2, 0)
+    return out.expand(*out.shape[:2], 3) if c == 1 else out
+
+
+def image_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path | None = None, *, title: str | None = None,
+               scale: float = 0.55, formats=("png", "pdf")):
+    """A figure with one labelled row per (label, unit-range images) pair; saved when ``path`` is given.
+
+    ``path`` without suffix; one file per format is written. Returns the figure.
+    """
+    plt = _plt()
+    ncol = max(len(r[1]) for r in rows)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(ncol * scale + 1.8, len(rows) * scale * 1.12 + (0.4 if title else 0)),
+                             squeeze=False)
+    for ax, (label, imgs) in zip(axes[:, 0], rows):
+        ax.imshow(image_grid(imgs, ncol).numpy(), interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path, formats)
+    return fig
+
+
+def save_figure(fig, path: str | Path, formats=("png", "pdf")) -> list[Path]:
+    """Save ``fig`` as ``path.<fmt>`` for each format (atomically); returns the files."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = path.with_suffix(f".{fmt}")
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if fmt == "pdf"
+                    else None)
+        os.replace(tmp, target)
+        written.append(target)
+    return written
+
+
+def close(fig) -> None:
+    _plt().close(fig)

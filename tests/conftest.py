@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+os.environ.setdefault("LSR_PROGRESS", "0")
+os.environ.setdefault("LSR_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # a per-session cache, so tests never read a user's cache
+    monkeypatch.setenv("LSR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def shared_data():
+    if not (SHARED_DATA / "cifar10-jpeg").is_dir():
+        pytest.skip(f"real datasets not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes():
+    from lsr_utils.data import load_data
+
+    return load_data("shapes", n_train=96, n_test=64)

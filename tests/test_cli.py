@@ -1,0 +1,101 @@
+"""The `lsr` command: each bad input exits non-zero with one clear message and touches no run."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lsr_utils.cli import main
+from lsr_utils.runs import run_dir
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+SMOKE = ("--profile", "smoke", "--n-train", "64", "--no-progress")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (("train-vae", "--dataset", "cifar100"), "valid datasets: shapes, mnist, fashion-mnist, cifar10"),
+    (("train-vae", "--beta", "-1"), "beta must be >= 0"),
+    (("train-vae", "--beta", "abc"), "beta must be a number"),
+    (("train-gan", "--lam", "-0.5"), "lambda must be >= 0"),
+    (("train-gan", "--lam", "nan"), "lambda must be >= 0"),
+    (("train-vae", "--epochs", "0"), "epochs must be >= 1"),
+    (("train-vae", "--epochs", "2.5"), "epochs must be an integer"),
+    (("train-vae", "--profile", "huge"), "unknown profile 'huge'; valid profiles: smoke, quick, paper"),
+    (("train-vae", "--device", "cuda", "--profile", "smoke"), "no CUDA GPU"),
+    (("demo", "--profile", "fast"), "unknown profile"),
+    (("train-vae", "--bogus"), "unrecognized arguments: --bogus"),
+])
+def test_bad_input_one_message(capsys, tmp_path, argv, needle):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code, out, err = run_cli(capsys, *argv, "--out", str(tmp_path))
+    assert code == 2
+    assert needle in err
+    assert err.startswith("lsr: error:") and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # touched nothing
+
+
+def test_missing_data_offline_says_where(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train-vae", "--dataset", "cifar10", "--data-root", str(tmp_path / "d"),
+                           "--out", str(tmp_path / "runs"), *SMOKE)
+    assert code == 2 and "cifar-10-batches-py" in err and "--data-root" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
+
+
+def test_train_resume_and_refuse_different_config(capsys, tmp_path):
+    out = str(tmp_path / "runs")
+    code, stdout, err = run_cli(capsys, "train-vae", "--epochs", "1", "--out", out, *SMOKE)
+    assert code == 0 and "done:" in stdout
+    from lsr_utils.config import profile_configs
+
+    path = run_dir(profile_configs("smoke", n_train=64, vae_epochs=1).vae, out)
+    assert (path / "weights.pt").exists()
+    before = (path / "weights.pt").read_bytes()
+    # same configuration again: reused, not retrained
+    code, _, err = run_cli(capsys, "train-vae", "--epochs", "1", "--out", out, *SMOKE)
+    assert code == 0 and "reusing finished run" in err
+    # --resume with a different beta: refused, showing the difference, run untouched
+    code, _, err = run_cli(capsys, "train-vae", "--resume", str(path), "--beta", "5", *SMOKE)
+    assert code == 2 and "beta: 1.0 -> 5.0" in err and "refusing" in err
+    assert (path / "weights.pt").read_bytes() == before
+
+
+def test_corrupt_checkpoint_via_cli(capsys, tmp_path):
+    from lsr_utils.config import profile_configs
+
+    out = tmp_path / "runs"
+    path = run_dir(profile_configs("smoke", n_train=64, vae_epochs=1).vae, out)
+    path.mkdir(parents=True)
+    (path / "checkpoint.pt").write_bytes(b"\x00garbage")
+    code, _, err = run_cli(capsys, "train-vae", "--epochs", "1", "--out", str(out), *SMOKE)
+    assert code == 2 and "checkpoint.pt" in err and "corrupt" in err and "Traceback" not in err
+    assert (path / "checkpoint.pt").read_bytes() == b"\x00garbage"
+
+
+def test_console_script_runs_as_a_process(tmp_path):
+    env = dict(os.environ, LSR_PROGRESS="0")
+    r = subprocess.run([sys.executable, "-m", "lsr_utils.cli", "train-vae", "--beta", "oops"], capture_output=True,
+                       text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "beta must be a number" in r.stderr
+
+
+@pytest.mark.slow
+def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "demo", "--profile", "smoke", "--out", str(tmp_path / "runs"),
+                           "--figures", str(tmp_path / "fig"), "--results", str(tmp_path / "res"), "--no-progress")
+    assert code == 0 and "demo finished" in out
+    import json
+
+    rec = json.loads((tmp_path / "res" / "demo.json").read_text())
+    assert (tmp_path / "fig" / "demo.png").stat().st_size > 1000 and (tmp_path / "fig" / "demo.pdf").exists()
+    m = rec["metrics"]
+    assert rec["profile"] == "smoke" and m["n_test"] == 256
+    for key in ("mse_vae", "mse_lsr_gan", "sharpness_vae", "sharpness_lsr_gan", "variance_vae", "mse_vae_to_clean"):
+        assert m[key]["n"] > 0 and m[key]["mean"] >= 0

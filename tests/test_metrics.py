@@ -1,0 +1,79 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lsr_utils.errors import LsrError
+from lsr_utils.metrics import Stat, accuracy, mse, mse_per_pixel, sample_variance, sharpness, sharpness_per_image
+
+
+def test_mse_hand_value_and_unit():
+    a = torch.zeros(2, 3, 2, 2)
+    b = torch.full((2, 3, 2, 2), 0.5)
+    s = mse(a, b)
+    assert math.isclose(s.mean, 12 * 0.25) and s.n == 2 and s.sem == 0.0
+    assert math.isclose(mse_per_pixel(a, b).mean, 0.25)
+
+
+def test_stat_standard_error():
+    s = Stat.of(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert math.isclose(s.mean, 2.5) and math.isclose(s.sem, np.std([1, 2, 3, 4], ddof=1) / 2)
+
+
+def test_metrics_refuse_wrong_range_and_shape():
+    with pytest.raises(LsrError, match=r"model_to_unit"):
+        mse(torch.full((1, 3, 4, 4), -0.5), torch.zeros(1, 3, 4, 4))
+    with pytest.raises(LsrError, match="uint8"):
+        sharpness(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
+    with pytest.raises(LsrError, match=r"\(N, C, H, W\)"):
+        sharpness(torch.zeros(3, 4, 4))
+    with pytest.raises(LsrError, match="channels"):
+        sharpness(torch.zeros(1, 4, 4, 3))
+    with pytest.raises(LsrError, match="same shape"):
+        mse(torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 4, 4))
+
+
+def test_sharpness_constant_is_zero_and_edges_are_sharp():
+    assert sharpness(torch.full((2, 3, 8, 8), 0.4)).mean == 0.0
+    edge = torch.full((1, 1, 8, 8), 0.2)
+    edge[..., 4:] = 0.8
+    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(edge, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    assert sharpness_per_image(edge) > sharpness_per_image(blurred) > 0
+    # scale-free on [0, 1]: halving brightness keeps the value
+    assert torch.allclose(sharpness_per_image(edge), sharpness_per_image(edge * 0.5))
+
+
+def test_sample_variance_zero_when_renderer_ignores_noise():
+    mu, logvar = torch.zeros(4, 8), torch.zeros(4, 8)
+    s = sample_variance(lambda z: torch.full((len(z), 3, 4, 4), 0.3), mu, logvar, k=5)
+    assert s.mean == 0.0
+    s2 = sample_variance(lambda z: torch.sigmoid(z[:, :1, None, None].expand(-1, 3, 4, 4)), mu, logvar, k=50)
+    assert s2.mean > 0
+
+
+def test_accuracy():
+    assert accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 4])).mean == 0.75
+
+
+@pytest.mark.shared_data
+def test_sharpness_sanity_values_on_real_cifar10(shared_data):
+    """docs/metrics.md: 1,000 CIFAR-10 test images (the `bird` folder, the first in test.zip):
+    raw 0.278 (sd 0.160); blurred by a Gaussian of sigma 0.6 px 0.172; sigma 1.0 0.088."""
+    from PIL import Image, ImageFilter
+
+    from lsr_utils.data import load_data
+
+    d = load_data("cifar10", root=shared_data)
+    birds = d.test_x[d.test_y == d.classes.index("bird")]
+    assert len(birds) == 1000
+    s = sharpness(birds.float() / 255)
+    assert abs(s.mean - 0.278) < 0.002 and abs(s.std - 0.160) < 0.002
+
+    def blur(sigma):
+        out = np.stack([np.asarray(Image.fromarray(a.permute(1, 2, 0).numpy()).filter(ImageFilter.GaussianBlur(sigma)))
+                        for a in birds]).transpose(0, 3, 1, 2)
+        return torch.from_numpy(out).float() / 255
+
+    assert abs(sharpness(blur(0.6)).mean - 0.172) < 0.002
+    assert abs(sharpness(blur(1.0)).mean - 0.088) < 0.002

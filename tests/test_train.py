@@ -1,0 +1,163 @@
+import json
+
+import pytest
+import torch
+
+from lsr_utils.config import GANConfig, VAEConfig, profile_configs
+from lsr_utils.errors import LsrError
+from lsr_utils.runs import run_dir
+from lsr_utils.train import load_run, resolve_device, train_lsr_gan, train_vae
+
+
+def tiny(vae_epochs=2, gan_epochs=1, **kw) -> GANConfig:
+    return profile_configs("smoke", n_train=96, vae_epochs=vae_epochs, gan_epochs=gan_epochs, **kw)
+
+
+def _weights(run):
+    return {k: v.clone() for k, v in run.encoder.state_dict().items()} | \
+        {"dec." + k: v.clone() for k, v in run.decoder.state_dict().items()}
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at(step):
+    def cb(event, info):
+        if event == "step" and info["step"] == step:
+            raise Crash(f"simulated crash at step {step}")
+    return cb
+
+
+def test_vae_run_folder_contents_and_reuse(tmp_path, tiny_shapes):
+    cfg = tiny().vae
+    run = train_vae(cfg, tiny_shapes, out=tmp_path, progress=False)
+    assert run.path == run_dir(cfg, tmp_path) and not run.reused
+    names = {p.name for p in run.path.iterdir()}
+    assert {"config.json", "run.json", "history.json", "weights.pt"} <= names and "checkpoint.pt" not in names
+    saved = json.loads((run.path / "config.json").read_text())
+    assert saved["kind"] == "vae" and saved["config"]["beta"] == 1.0 and "lsr_version" in saved
+    assert json.loads((run.path / "run.json").read_text())["status"] == "finished"
+    assert len(run.history["epoch"]["loss"]) == 2
+    again = train_vae(cfg, tiny_shapes, out=tmp_path, progress=False)
+    assert again.reused
+    for k, v in _weights(run).items():
+        assert torch.equal(v, _weights(again)[k])
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_shapes):
+    cfg = tiny(vae_epochs=3).vae  # 3 batches per epoch, 9 steps
+    ref = train_vae(cfg, tiny_shapes, out=tmp_path / "a", progress=False)
+    # crash mid-epoch 2, after a mid-epoch checkpoint at step 4
+    with pytest.raises(Crash):
+        train_vae(cfg, tiny_shapes, out=tmp_path / "b", progress=False, checkpoint_every_steps=4,
+                  callbacks=[crash_at(5)])
+    path = run_dir(cfg, tmp_path / "b")
+    assert (path / "checkpoint.pt").exists() and not (path / "weights.pt").exists()
+    resumed = train_vae(cfg, tiny_shapes, out=tmp_path / "b", progress=False)
+    wa, wb = _weights(ref), _weights(resumed)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert ref.history["epoch"] == resumed.history["epoch"]
+
+
+def test_resumed_gan_equals_uninterrupted_gan(tmp_path, tiny_shapes):
+    cfg = tiny(vae_epochs=1, gan_epochs=2)
+    vae = train_vae(cfg.vae, tiny_shapes, out=tmp_path, progress=False)
+    ref = train_lsr_gan(cfg, tiny_shapes, vae=vae, out=tmp_path / "a", progress=False)
+    with pytest.raises(Crash):
+        train_lsr_gan(cfg, tiny_shapes, vae=vae, out=tmp_path / "b", progress=False, checkpoint_every_steps=2,
+                      callbacks=[crash_at(4)])
+    resumed = train_lsr_gan(cfg, tiny_shapes, vae=vae, out=tmp_path / "b", progress=False)
+    for a, b in zip(ref.generator.state_dict().values(), resumed.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(ref.discriminator.state_dict().values(), resumed.discriminator.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_gan_freezes_encoder_and_starts_from_decoder(tmp_path, tiny_shapes):
+    cfg = tiny(vae_epochs=1, gan_epochs=1)
+    vae = train_vae(cfg.vae, tiny_shapes, out=tmp_path, progress=False)
+    enc_before = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
+    seen = {}
+
+    def check(event, info):
+        if event == "step" and info["step"] == 1:
+            seen["step"] = True
+
+    gan = train_lsr_gan(cfg, tiny_shapes, vae=vae, out=tmp_path, progress=False, callbacks=[check])
+    assert seen
+    for k, v in vae.encoder.state_dict().items():
+        assert torch.equal(v, enc_before[k]), k  # incl. BN running stats: eval mode
+    assert gan.path.parent == vae.path  # a GAN run lives in its VAE's folder
+    loaded = load_run(gan.path)
+    assert loaded.reused and loaded.config == cfg
+    # the generator moved away from the decoder it started from, but only by training
+    diff = sum((a.float() - b.float()).abs().sum() for a, b in
+               zip(gan.generator.state_dict().values(), vae.decoder.state_dict().values()))
+    assert diff > 0
+
+
+def test_generator_initialised_from_vae_decoder(tmp_path, tiny_shapes):
+    from lsr_utils.models import Decoder
+
+    cfg = tiny(vae_epochs=1, gan_epochs=1)
+    vae = train_vae(cfg.vae, tiny_shapes, out=tmp_path, progress=False)
+    captured = {}
+
+    def grab(event, info):
+        pass
+
+    # a zero-learning-rate GAN leaves the generator's weights (not BN running stats) at its init
+    frozen = cfg.replace(lr=0.0)
+    gan = train_lsr_gan(frozen, tiny_shapes, vae=vae, out=tmp_path, progress=False, callbacks=[grab])
+    for (k, a), b in zip(gan.generator.named_parameters(), vae.decoder.parameters()):
+        assert torch.equal(a, b), k
+    scratch = train_lsr_gan(frozen.replace(init="scratch"), tiny_shapes, vae=vae, out=tmp_path, progress=False)
+    assert not torch.equal(scratch.generator.to_image.weight, vae.decoder.to_image.weight)
+    del captured, Decoder
+
+
+def test_corrupt_checkpoint_names_the_file(tmp_path, tiny_shapes):
+    cfg = tiny().vae
+    path = run_dir(cfg, tmp_path)
+    path.mkdir(parents=True)
+    (path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(LsrError, match="checkpoint.pt: cannot read"):
+        train_vae(cfg, tiny_shapes, out=tmp_path, progress=False)
+    assert (path / "checkpoint.pt").read_bytes() == b"not a checkpoint"  # untouched
+
+
+def test_incompatible_checkpoint_names_the_mismatch(tmp_path, tiny_shapes):
+    cfg = tiny().vae
+    with pytest.raises(Crash):
+        train_vae(cfg, tiny_shapes, out=tmp_path, progress=False, checkpoint_every_steps=1, callbacks=[crash_at(2)])
+    path = run_dir(cfg, tmp_path)
+    ck = torch.load(path / "checkpoint.pt", weights_only=False)
+    ck["models"]["encoder"]["mu.weight"] = torch.zeros(3, 3)
+    torch.save(ck, path / "checkpoint.pt")
+    with pytest.raises(LsrError, match=r"checkpoint.pt: the saved encoder does not fit"):
+        train_vae(cfg, tiny_shapes, out=tmp_path, progress=False)
+
+
+def test_data_geometry_mismatch_is_refused(tmp_path, tiny_shapes):
+    cfg = VAEConfig(dataset="shapes", image_size=28, channels=1, epochs=1, n_train=96)
+    with pytest.raises(LsrError, match="3x32x32 images but the configuration expects 1x28x28"):
+        train_vae(cfg, tiny_shapes, out=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(beta=-1), "beta"), (dict(beta="x"), "beta"), (dict(epochs=0), "epochs"),
+                                    (dict(dataset="nope"), "valid datasets"), (dict(batch_size=1), "batch_size")])
+def test_bad_config_values(kw, msg):
+    with pytest.raises(LsrError, match=msg):
+        VAEConfig(**kw)
+    with pytest.raises(LsrError, match="lambda"):
+        GANConfig(lam=float("nan"))
+
+
+def test_cuda_without_gpu_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(LsrError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
