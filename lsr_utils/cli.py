@@ -3,6 +3,9 @@
     lsr demo                      train + evaluate + draw on the embedded dataset
     lsr train-vae  [options]      stage 1: the (beta-)VAE
     lsr train-gan  [options]      stage 2: the LSR-GAN (trains or reuses its VAE first)
+    lsr evaluate RUN_DIR          all of the paper's metrics for one run -> RUN_DIR/metrics.json
+    lsr report                    evaluated runs -> the paper's tables, kit beside paper
+    lsr sweep NOTEBOOK --param P --values ...   one executed notebook per value (resumable)
 
 Every failure the user can fix exits with status 2 and one message, no traceback.
 """
@@ -96,6 +99,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mean over latent dims (reference, default) or per-sample sum (literal eq. 4)")
     g.add_argument("--init", choices=("vae", "scratch"), default=None,
                    help="generator starts from the VAE decoder (default) or at random")
+
+    e = sub.add_parser("evaluate", help="measure a finished LSR-GAN run (and its VAE); writes RUN/metrics.json")
+    e.add_argument("run", metavar="RUN_DIR", help="an LSR-GAN run folder (runs/<dataset>/vae-.../gan-...)")
+    e.add_argument("--data-root", default=None)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--n-test", type=_number("n-test", integer=True, minimum=1), default=None,
+                   help="first N test images (default: all)")
+    e.add_argument("--samples", type=_number("samples", integer=True, minimum=2), default=10,
+                   help="K samples of q(z|x) per image for the variance (default 10)")
+    e.add_argument("--fid-weights", default=None,
+                   help="local pt_inception-2015-12-05-6726825d.pth (else $LSR_FID_WEIGHTS or torch's hub cache)")
+    e.add_argument("--no-fid", action="store_true", help="skip FID (the offline classifier score is still computed)")
+    e.add_argument("--classifier", default=None, metavar="CLASSIFIER_DIR",
+                   help="a finished classifier run of the same dataset (default: train or reuse one)")
+    e.add_argument("--no-progress", action="store_true")
+
+    sw = sub.add_parser("sweep", help="run a notebook once per parameter value (papermill), then gather the tables")
+    sw.add_argument("notebook", help="e.g. notebooks/03_beta_sweep.ipynb")
+    sw.add_argument("--param", required=True, help="the parameter to sweep, e.g. beta or lam")
+    sw.add_argument("--values", required=True, nargs="+", help="values, e.g. 0.01 0.1 0.5 1 5 10 15 20")
+    sw.add_argument("--set", dest="fixed", action="append", default=[], metavar="NAME=VALUE",
+                    help="other parameters held fixed (repeatable), e.g. --set profile=quick")
+    sw.add_argument("--out", default="runs/sweeps", help="folder for the executed copies (default runs/sweeps)")
+    sw.add_argument("--no-progress", action="store_true")
+
+    r = sub.add_parser("report", help="gather evaluated runs into the paper's tables (Markdown + CSV)")
+    r.add_argument("--runs", default="runs", help="folder to search for evaluated runs (default runs/)")
+    r.add_argument("--out", default="results", help="folder for report.md and the CSV tables (default results/)")
     return p
 
 
@@ -246,6 +277,77 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _command_line() -> str:
+    return "lsr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _cmd_evaluate(args) -> int:
+    from .classifier import load_classifier
+    from .evaluate import evaluate_run
+    from .train import resolve_device
+
+    resolve_device(args.device)
+    clf = load_classifier(args.classifier, args.device) if args.classifier else None
+    rec = evaluate_run(args.run, data_root=args.data_root, device=args.device, classifier=clf,
+                       fid_weights=args.fid_weights, use_fid=not args.no_fid, n_test=args.n_test, k=args.samples,
+                       command=_command_line(), progress=not args.no_progress)
+    v = rec["values"]
+    print(f"wrote {Path(args.run) / 'metrics.json'}  ({rec['dataset']}, {rec['profile']} profile, "
+          f"beta={rec['beta']:g}, lambda={rec['lam']:g}, {rec['n_test']} test images)")
+    if rec["collapse"]["collapsed"]:
+        print("  LSR-GAN: model collapse (diversity ratio "
+              f"{rec['collapse']['diversity_ratio']:.3f} < {rec['collapse']['threshold']})")
+    for key in ("mse_vae", "mse_lsr_gan", "variance_vae", "variance_lsr_gan", "absolute_vae", "absolute_lsr_gan",
+                "relative_vae", "relative_lsr_gan", "sharpness_vae", "sharpness_lsr_gan"):
+        print(f"  {key:18s} {v[key]['mean']:.4g} ± {v[key]['sem']:.2g}")
+    fid = rec["fid"]
+    print("  FID: " + (", ".join(f"{k[4:]}={v[k]['mean']:.2f}" for k in v if k.startswith("fid_"))
+                       if fid.get("available") else "not computed (" + fid.get("reason", "--no-fid")[:90] + "...)"))
+    return 0
+
+
+def _literal(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _cmd_sweep(args) -> int:
+    from .notebook import project_root, setup, sweep
+    from .report import write_report
+
+    fixed = {}
+    for item in args.fixed:
+        if "=" not in item:
+            raise LsrError(f"--set expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        fixed[k.strip()] = _literal(v.strip())
+    values = [_literal(v) for v in args.values]
+    res = sweep(args.notebook, args.param, values, out=args.out, fixed=fixed, progress=not args.no_progress)
+    print(f"sweep {args.param} over {values}: {len(res['done'])} ran, {len(res['skipped'])} already done "
+          f"(skipped), {len(res['failed'])} failed; executed copies in {res['folder']}")
+    for f in res["failed"]:
+        print(f"  FAILED {args.param}={f['value']}: {f['cell']}; kept for inspection: {f['notebook']}")
+    ctx = setup(profile=fixed.get("profile"), name="sweep", root=project_root(Path(args.notebook).parent))
+    try:
+        files = write_report(ctx.runs, ctx.results, command=_command_line())
+        print("tables: " + ", ".join(str(f) for f in files))
+    except LsrError as e:
+        print(f"no tables gathered: {e}")
+    return 1 if res["failed"] else 0
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    files = write_report(args.runs, args.out, command=_command_line())
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -255,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "evaluate":
+            return _cmd_evaluate(args)
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
         return _cmd_train(args, "vae" if args.command == "train-vae" else "gan")
     except LsrError as e:
         print(f"lsr: error: {e}", file=sys.stderr)

@@ -462,12 +462,14 @@ class DeviceBatches:
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device | str,
-                 channels_last: bool = False, dtype: torch.dtype = torch.float32):
+                 channels_last: bool = False, dtype: torch.dtype = torch.float32,
+                 labels: torch.Tensor | None = None):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise LsrError(f"DeviceBatches needs uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if batch_size < 2:
             raise LsrError(f"batch_size must be at least 2 (BatchNorm), got {batch_size}")
         self.images = images.to(device)
+        self.labels = labels.to(device) if labels is not None else None
         self.batch_size, self.device = batch_size, torch.device(device)
         self.channels_last, self.dtype = channels_last, dtype
 
@@ -481,4 +483,6 @@ class DeviceBatches:
     def batch(self, perm: torch.Tensor, i: int) -> torch.Tensor:
         idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
         x = uint8_to_model(self.images.index_select(0, idx), self.dtype)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x if self.labels is None else (x, self.labels.index_select(0, idx))

@@ -1,6 +1,6 @@
 """Two-stage training: ``train_vae`` (stage 1), then ``train_lsr_gan`` (stage 2).
 
-Both share one loop (:func:`_fit`) that
+Both share one loop (:func:`fit_loop`) that
 
 * draws batches from the training set held on the device (:class:`DeviceBatches`);
 * accumulates losses on the device and reads them back only every
@@ -163,10 +163,11 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._old)
 
 
-def _fit(*, path: Path, kind: str, cfg, models: dict, optims: dict, step: Callable, batches: DeviceBatches,
+def fit_loop(*, path: Path, kind: str, cfg, models: dict, optims: dict, step: Callable, batches: DeviceBatches,
          names: tuple[str, ...], device: torch.device, noise: torch.Generator, progress: bool,
          checkpoint_every_s: float, checkpoint_every_steps: int | None, log_every: int,
-         callbacks: list | None, extra_state: Callable[[], dict] | None = None) -> dict:
+         callbacks: list | None, extra_state: Callable[[], dict] | None = None,
+         names_for_bar: int = 3) -> dict:
     shuffle = torch.Generator().manual_seed(cfg.seed)
     history = {"epoch": {n: [] for n in ("epoch", *names)}, "steps": {n: [] for n in ("step", *names)},
                "seconds": 0.0}
@@ -219,7 +220,7 @@ def _fit(*, path: Path, kind: str, cfg, models: dict, optims: dict, step: Callab
                 for i in range(pos, n_batches):
                     for m in models.values():
                         m.train()
-                    vals = step(batches.batch(perm, i)).to(torch.float64)
+                    vals = step(batches.batch(perm, i), done).to(torch.float64)
                     window += vals
                     ep_sum += vals
                     wcount += 1
@@ -231,7 +232,7 @@ def _fit(*, path: Path, kind: str, cfg, models: dict, optims: dict, step: Callab
                         history["steps"]["step"].append(done)
                         for n, v in zip(names, means):
                             history["steps"][n].append(v)
-                        bar.set_postfix({n: f"{v:.4g}" for n, v in zip(names[:3], means)}, refresh=False)
+                        bar.set_postfix({n: f"{v:.4g}" for n, v in zip(names[:names_for_bar], means)}, refresh=False)
                         window.zero_()
                         wcount = 0
                     if callbacks:
@@ -341,7 +342,7 @@ def train_vae(cfg: VAEConfig, data: ImageData | None = None, *, out: str | Path 
     noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     amp = lambda: _autocast(device, cfg.precision)  # noqa: E731
 
-    def step(x):
+    def step(x, _global_step):
         with amp():
             mu, logvar = enc(x)
             x_hat = dec(reparameterize(mu, logvar, noise))
@@ -354,7 +355,7 @@ def train_vae(cfg: VAEConfig, data: ImageData | None = None, *, out: str | Path 
         return torch.stack([parts.total.detach(), parts.recon.detach(), parts.kl.detach() / b,
                             sse / x.numel() / 4.0])
 
-    history = _fit(path=path, kind="vae", cfg=cfg, models={"encoder": enc, "decoder": dec}, optims={"vae": opt},
+    history = fit_loop(path=path, kind="vae", cfg=cfg, models={"encoder": enc, "decoder": dec}, optims={"vae": opt},
                    step=step, batches=batches, names=("loss", "recon", "kl_per_image", "mse_per_pixel"),
                    device=device, noise=noise, progress=progress, checkpoint_every_s=checkpoint_every_s,
                    checkpoint_every_steps=checkpoint_every_steps, log_every=log_every, callbacks=callbacks)
@@ -405,7 +406,7 @@ def train_lsr_gan(cfg: GANConfig, data: ImageData | None = None, *, vae: VAERun 
     noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     amp = lambda: _autocast(device, cfg.precision)  # noqa: E731
 
-    def step(x_real):
+    def step(x_real, _global_step):
         b = x_real.shape[0]
         z = torch.randn(b, v.latent_dim, device=device, generator=noise)
         with amp():
@@ -433,7 +434,7 @@ def train_lsr_gan(cfg: GANConfig, data: ImageData | None = None, *, vae: VAERun 
         return torch.stack([g.total.detach(), d.total.detach(), g.adversarial.detach(), g.lsr.detach(),
                             d_real, d_fake])
 
-    history = _fit(path=path, kind="gan", cfg=cfg, models={"generator": gen, "discriminator": disc},
+    history = fit_loop(path=path, kind="gan", cfg=cfg, models={"generator": gen, "discriminator": disc},
                    optims={"generator": opt_g, "discriminator": opt_d}, step=step, batches=batches,
                    names=("g_loss", "d_loss", "g_adversarial", "lsr", "d_real", "d_fake"), device=device,
                    noise=noise, progress=progress, checkpoint_every_s=checkpoint_every_s,

@@ -1,0 +1,161 @@
+"""Helpers for the numbered notebooks and for running them headless (papermill sweeps).
+
+In a notebook::
+
+    ctx = setup(profile=profile, name="03_beta_sweep")   # after the `parameters` cell
+
+``ctx`` resolves the profile (the ``parameters`` value, else ``$LSR_PROFILE``,
+else ``smoke`` under CI, else ``quick``) and the folders: runs go to
+``<project>/runs``; figures and results to ``<project>/figures`` and
+``<project>/results``, except in the ``smoke`` profile, whose outputs go to
+``<project>/runs/_smoke/`` so that a test run never overwrites the committed
+figures.
+
+Headless: :func:`execute` runs one notebook with parameters (an unknown
+parameter name is an error, not papermill's warning), and :func:`sweep` runs
+one parameterised copy per value, resumes without redoing finished values,
+keeps a failed copy for inspection (reporting its cell) and goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import check_profile, default_profile
+from .errors import LsrError
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding the kit's pyproject.toml (searched upwards from ``start``/cwd), else cwd."""
+    here = Path(start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        f = p / "pyproject.toml"
+        if f.is_file() and 'name = "lsr-kit"' in f.read_text():
+            return p
+    return here
+
+
+@dataclass
+class Context:
+    name: str
+    profile: str
+    root: Path
+    runs: Path
+    figures: Path
+    results: Path
+
+    def figure(self, stem: str) -> Path:
+        return self.figures / stem
+
+    def banner(self) -> str:
+        return (f"{self.name}: profile '{self.profile}', runs in {self.runs}, figures in {self.figures}, "
+                f"results in {self.results}")
+
+
+def setup(*, profile: str | None = None, name: str = "notebook", root: str | Path | None = None) -> Context:
+    profile = check_profile(profile) if profile else default_profile()
+    root = Path(root) if root else project_root()
+    runs = root / "runs"
+    if profile == "smoke":
+        figures, results = runs / "_smoke" / "figures", runs / "_smoke" / "results"
+    else:
+        figures, results = root / "figures", root / "results"
+    for p in (runs, figures, results):
+        p.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("LSR_PROGRESS", "1")
+    return Context(name, profile, root, runs, figures, results)
+
+
+def write_results(ctx: Context, stem: str, record: dict) -> Path:
+    """Write a notebook's numbers to ``results/<stem>.json`` with the profile and environment."""
+    from .runs import atomic_write_json, environment, now
+
+    path = ctx.results / f"{stem}.json"
+    atomic_write_json(path, {"notebook": ctx.name, "profile": ctx.profile, "written": now(),
+                             "environment": environment(), **record})
+    return path
+
+
+# --------------------------------------------------------------------------- headless execution
+def notebook_parameters(path: str | Path) -> dict:
+    """Names and defaults of the notebook's ``parameters`` cell (via papermill's inspection)."""
+    import papermill as pm
+
+    return {k: v.get("default") for k, v in pm.inspect_notebook(str(path)).items()}
+
+
+def check_parameters(path: str | Path, params: dict) -> None:
+    known = notebook_parameters(path)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise LsrError(f"{Path(path).name}: unknown parameter(s) {unknown}; this notebook takes: "
+                       f"{', '.join(sorted(known))}")
+
+
+def execute(notebook: str | Path, output: str | Path, params: dict, *, cwd: str | Path | None = None,
+            progress: bool = False) -> Path:
+    """Run ``notebook`` with ``params`` into ``output`` (papermill). Unknown parameters are refused."""
+    import papermill as pm
+
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise LsrError(f"{notebook}: no such notebook")
+    check_parameters(notebook, params)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(cwd or notebook.parent),
+                        progress_bar=progress, kernel_name="python3")
+    return output
+
+
+def _failed_cell(path: Path) -> str:
+    try:
+        nb = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "unknown cell"
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    for i, c in enumerate(code):
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "error":
+                return f"code cell {i + 1} ({o.get('ename')}: {str(o.get('evalue'))[:200]})"
+    return "unknown cell"
+
+
+def sweep(notebook: str | Path, param: str, values: list, *, out: str | Path = "runs/sweeps",
+          fixed: dict | None = None, progress: bool = True) -> dict:
+    """Execute ``notebook`` once per value of ``param``; resumable; failures are kept and reported.
+
+    Each copy goes to ``<out>/<notebook stem>/<param>=<value>.ipynb`` with a
+    ``.done`` marker when it finished. Returns {"done": [...], "skipped":
+    [...], "failed": [{"value", "notebook", "cell"}]}.
+    """
+    from .progress import progress_bar
+
+    notebook = Path(notebook)
+    fixed = dict(fixed or {})
+    check_parameters(notebook, {param: values[0], **fixed})
+    folder = Path(out) / notebook.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {"done": [], "skipped": [], "failed": [], "folder": str(folder)}
+    for v in progress_bar(values, desc=f"sweep {param}", disable=not progress):
+        target = folder / f"{param}={v}.ipynb"
+        marker = target.with_suffix(".done")
+        if marker.exists() and target.exists():
+            summary["skipped"].append(v)
+            continue
+        t0 = time.monotonic()
+        try:
+            execute(notebook, target, {**fixed, param: v}, cwd=notebook.parent)
+        except LsrError:
+            raise
+        except Exception as e:  # papermill's PapermillExecutionError and kernel deaths
+            summary["failed"].append({"value": v, "notebook": str(target), "cell": _failed_cell(target),
+                                      "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+                                      if str(e).strip() else type(e).__name__})
+            continue
+        marker.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1), "value": v}))
+        summary["done"].append(v)
+    return summary

@@ -1,0 +1,170 @@
+"""``lsr report``: evaluated runs gathered into the paper's tables, each kit value beside the paper's.
+
+Layouts follow the paper: Table 1 (rows = metrics of VAE and LSR-GAN,
+columns = beta, lambda = 1), Table 2 (LSR-GAN rows, columns = lambda, beta = 1)
+and section 2.2 (sharpness and FID at beta = lambda = 1). One set of tables is
+written per (dataset, profile), in Markdown and CSV, with the provenance of
+every run (command, hardware, time). Cells read ``kit ± s.e. (paper: ...)``;
+a collapsed GAN reads "model collapse", as in the paper.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from . import paper
+from .errors import LsrError
+from .runs import atomic_write_bytes, environment, now
+
+TABLE1_ROWS = ("mse_vae", "mse_lsr_gan", "variance_vae", "variance_lsr_gan", "absolute_vae", "absolute_lsr_gan",
+               "relative_vae", "relative_lsr_gan")
+TABLE2_ROWS = ("mse_lsr_gan", "variance_lsr_gan", "absolute_lsr_gan", "relative_lsr_gan")
+SECTION_ROWS = ("sharpness_vae", "sharpness_lsr_gan", "fid_test_vae", "fid_test_lsr_gan", "fid_random_vae",
+                "fid_random_lsr_gan", "kit_cfd_test_vae", "kit_cfd_test_lsr_gan", "kit_cfd_random_vae",
+                "kit_cfd_random_lsr_gan")
+OFFLINE_LABELS = {
+    "kit_cfd_test_vae": "Classifier Frechet distance, test-seeded (VAE) [kit score, not FID]",
+    "kit_cfd_test_lsr_gan": "Classifier Frechet distance, test-seeded (LSR-GAN) [kit score, not FID]",
+    "kit_cfd_random_vae": "Classifier Frechet distance, random-seeded (VAE) [kit score, not FID]",
+    "kit_cfd_random_lsr_gan": "Classifier Frechet distance, random-seeded (LSR-GAN) [kit score, not FID]",
+}
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    a = abs(x)
+    if a != 0 and (a < 1e-2 or a >= 1e5):
+        return f"{x:.2e}"
+    return f"{x:.4g}" if a < 10 else f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _cell_kit(rec: dict | None, key: str) -> str:
+    if rec is None:
+        return "not run"
+    if rec.get("collapse", {}).get("collapsed") and "lsr_gan" in key:
+        return paper.COLLAPSE
+    if key.startswith("kit_cfd"):
+        v = rec.get("scores", {}).get(key)
+        return _fmt(v) if v is not None else "-"
+    v = rec.get("values", {}).get(key)
+    if v is None:
+        if key.startswith("fid"):
+            return "no weights" if not rec.get("fid", {}).get("available") else "-"
+        return "-"
+    s = _fmt(v["mean"])
+    return s + (f" ± {_fmt(v['sem'])}" if v.get("sem") is not None else "")
+
+
+def _cell_paper(cell) -> str:
+    if cell is None:
+        return ""
+    if cell == paper.COLLAPSE:
+        return paper.COLLAPSE
+    m, se = cell
+    return _fmt(m) + (f" ± {_fmt(se)}" if se is not None else "")
+
+
+def load_records(runs: str | Path = "runs") -> list[dict]:
+    recs = []
+    for f in sorted(Path(runs).rglob("metrics.json")):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if "values" in d and "beta" in d:
+            recs.append(d)
+    return recs
+
+
+def _grid(rows, columns, cell):
+    return [[cell(r, c) for c in columns] for r in rows]
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _csv(header, body) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(body)
+    return buf.getvalue()
+
+
+def build_tables(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """{(dataset, profile): {"table1": (header, rows), "table2": ..., "section": ..., "records": [...]}}."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["dataset"], r["profile"])].append(r)
+    out = {}
+    for (dataset, profile), recs in sorted(groups.items()):
+        def find(beta, lam):
+            hits = [r for r in recs if abs(r["beta"] - beta) < 1e-9 and abs(r["lam"] - lam) < 1e-9]
+            return hits[-1] if hits else None
+
+        betas = sorted({r["beta"] for r in recs if abs(r["lam"] - 1) < 1e-9} | set(paper.SWEEP_VALUES))
+        lams = sorted({r["lam"] for r in recs if abs(r["beta"] - 1) < 1e-9} | set(paper.SWEEP_VALUES))
+        h1 = ["metric"] + [f"beta={b:g}" for b in betas]
+        t1 = [[paper.ROW_LABELS[k]] + [f"{_cell_kit(find(b, 1.0), k)} (paper: {_cell_paper(paper.paper_value(paper.TABLE1, k, b)) or 'n/a'})"
+                                        for b in betas] for k in TABLE1_ROWS]
+        h2 = ["metric"] + [f"lambda={lam:g}" for lam in lams]
+        t2 = [[paper.ROW_LABELS[k]] + [f"{_cell_kit(find(1.0, lam), k)} (paper: {_cell_paper(paper.paper_value(paper.TABLE2, k, lam)) or 'n/a'})"
+                                        for lam in lams] for k in TABLE2_ROWS]
+        base = find(1.0, 1.0)
+        h3 = ["metric", "kit (beta=1, lambda=1)", "paper (CIFAR-10)"]
+        t3 = [[paper.ROW_LABELS.get(k, OFFLINE_LABELS.get(k, k)), _cell_kit(base, k),
+               _cell_paper(paper.SECTION_2_2.get(k)) or "n/a (kit-only score)"] for k in SECTION_ROWS]
+        if base is not None:
+            t3.append(["Classifier accuracy on raw test images, %", _cell_kit(base, "classifier_raw_accuracy"),
+                       _fmt(paper.CLASSIFIER_ACCURACY)])
+        out[(dataset, profile)] = {"table1": (h1, t1), "table2": (h2, t2), "section": (h3, t3), "records": recs}
+    return out
+
+
+def write_report(runs: str | Path = "runs", out: str | Path = "results", command: str | None = None) -> list[Path]:
+    """Write ``report.md`` and one CSV per table and (dataset, profile); returns the files written."""
+    recs = load_records(runs)
+    if not recs:
+        raise LsrError(f"no evaluated runs under {runs}: run `lsr evaluate RUN_DIR` on LSR-GAN runs first")
+    tables = build_tables(recs)
+    out = Path(out)
+    written = []
+    md = ["# lsr-kit results: kit values beside the paper's", "",
+          f"Generated {now()} by `{command or 'lsr report'}`. Each cell: kit value ± standard error (paper's "
+          "value ± its standard error). Paper values are CIFAR-10; compare like with like (dataset and profile "
+          "are named in each heading). Units: MSE and variance are per-image sums on the [0, 1] scale; "
+          "classification in %. `kit_cfd` is the kit's offline score (Frechet distance in its own classifier's "
+          "features), not FID.", ""]
+    for (dataset, profile), t in tables.items():
+        stem = f"{dataset}_{profile}"
+        md += [f"## {dataset}, {profile} profile", ""]
+        for name, title in (("table1", "Table 1: dependence on beta (lambda = 1)"),
+                            ("table2", "Table 2: dependence on lambda (beta = 1)"),
+                            ("section", "Section 2.2: sharpness and image quality (beta = lambda = 1)")):
+            header, body = t[name]
+            md += [f"### {title}", "", _markdown(header, body), ""]
+            f = out / f"{name}_{stem}.csv"
+            atomic_write_bytes(f, _csv(header, body).encode())
+            written.append(f)
+        md += ["### Provenance", "", "| run | beta | lambda | epochs (VAE/GAN) | n_test | hardware | command | evaluated |",
+               "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(t["records"], key=lambda r: (r["beta"], r["lam"])):
+            env = r["provenance"]["environment"]
+            hw = env.get("cuda_device") if env.get("cuda_device") not in (None, "cpu") else \
+                f"CPU ({env.get('processor')}, {env.get('cpu_threads')} threads)"
+            md.append(f"| `{r['run']}` | {r['beta']:g} | {r['lam']:g} | {r['vae_epochs']}/{r['gan_epochs']} | "
+                      f"{r['n_test']} | {hw} | `{r['provenance']['command']}` | {r['provenance']['evaluated']} |")
+        md.append("")
+    md += ["Environment of this report: " + json.dumps({k: v for k, v in environment().items()
+                                                       if k in ('lsr_version', 'torch', 'python')}), ""]
+    f = out / "report.md"
+    atomic_write_bytes(f, "\n".join(md).encode())
+    written.append(f)
+    return written

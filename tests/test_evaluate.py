@@ -1,0 +1,88 @@
+import json
+
+import pytest
+import torch
+
+from lsr_utils.classifier import ClassifierConfig, classifier_config, train_classifier
+from lsr_utils.config import profile_configs
+from lsr_utils.errors import LsrError
+from lsr_utils.evaluate import collapse_check, evaluate_run
+from lsr_utils.report import write_report
+from lsr_utils.train import train_lsr_gan, train_vae
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from lsr_utils.data import load_data
+
+    out = tmp_path_factory.mktemp("runs")
+    data = load_data("shapes", n_train=256, n_test=300)
+    cfg = profile_configs("smoke", n_train=256, vae_epochs=1, gan_epochs=1)
+    vae = train_vae(cfg.vae, data, out=out, progress=False)
+    gan = train_lsr_gan(cfg, data, vae=vae, out=out, progress=False)
+    clf = train_classifier(classifier_config("shapes", "smoke", n_train=256, width=8), data, out=out, progress=False)
+    return out, gan, clf
+
+
+def test_classifier_learns_shapes_and_is_cached(tmp_path):
+    from lsr_utils.data import load_data
+
+    data = load_data("shapes", n_train=4000, n_test=300)
+    cfg = ClassifierConfig(dataset="shapes", n_train=4000, num_classes=4, width=16, epochs=4, batch_size=64, lr=0.05)
+    run = train_classifier(cfg, data, out=tmp_path, progress=False)
+    assert run.metrics["test_accuracy"] > 0.5  # chance is 0.25
+    again = train_classifier(cfg, data, out=tmp_path, progress=False)
+    assert again.metrics == run.metrics
+    with pytest.raises(LsrError, match="takes 3x32x32"):
+        run.predict(torch.rand(2, 1, 28, 28))
+
+
+def test_evaluate_run_writes_all_metrics(trained):
+    out, gan, clf = trained
+    rec = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="test", n_test=300, k=4)
+    saved = json.loads((gan.path / "metrics.json").read_text())
+    assert saved["values"].keys() == rec["values"].keys()
+    v = rec["values"]
+    for key in ("mse_vae", "mse_lsr_gan", "variance_vae", "variance_lsr_gan", "absolute_vae", "absolute_lsr_gan",
+                "relative_vae", "relative_lsr_gan", "sharpness_vae", "sharpness_lsr_gan"):
+        assert v[key]["n"] > 0 and v[key]["sem"] >= 0, key
+    assert 0 <= v["absolute_vae"]["mean"] <= 100
+    assert rec["profile"] == "custom" and rec["n_test"] == 300
+    assert rec["scores"]["kit_cfd_test_vae"] >= 0 and rec["fid"] == {"available": False}
+    assert rec["provenance"]["command"] == "test"
+
+
+def test_evaluate_refuses_other_dataset_classifier_and_unfinished_runs(trained, tmp_path):
+    out, gan, clf = trained
+    from dataclasses import replace
+
+    other = replace(clf, config=clf.config.replace(dataset="mnist"))
+    with pytest.raises(LsrError, match="trained on 'mnist'"):
+        evaluate_run(gan.path, classifier=other, use_fid=False, progress=False, n_test=300)
+    unfinished = tmp_path / "gan-x"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text(json.dumps({"kind": "gan", "config": {}}))
+    with pytest.raises(LsrError, match="has not finished"):
+        evaluate_run(unfinished, classifier=clf, use_fid=False)
+    with pytest.raises(LsrError, match="a VAE run"):
+        evaluate_run(gan.path.parent, classifier=clf, use_fid=False)
+
+
+def test_collapse_check():
+    real = torch.rand(100, 3, 8, 8)
+    assert not collapse_check(torch.rand(100, 3, 8, 8), real)["collapsed"]
+    assert collapse_check(torch.full((100, 3, 8, 8), 0.5) + 0.001 * torch.rand(100, 3, 8, 8), real)["collapsed"]
+    assert collapse_check(torch.full((100, 3, 8, 8), float("nan")), real)["collapsed"]
+
+
+def test_report_layout_and_provenance(trained, tmp_path):
+    out, gan, clf = trained
+    evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="lsr evaluate X", n_test=300, k=4)
+    files = write_report(out, tmp_path / "res", command="lsr report")
+    names = {f.name for f in files}
+    assert {"report.md", "table1_shapes_custom.csv", "table2_shapes_custom.csv", "section_shapes_custom.csv"} <= names
+    md = (tmp_path / "res" / "report.md").read_text()
+    assert "Table 1" in md and "beta=0.01" in md and "(paper: model collapse)" in md
+    assert "(paper: 55.9 ± 0.3)" in md and "`lsr evaluate X`" in md
+    with pytest.raises(LsrError, match="no evaluated runs"):
+        write_report(tmp_path / "empty", tmp_path / "r2")

@@ -1,0 +1,132 @@
+"""Headless tests of the latent explorer: set widget values, check which images change."""
+import json
+
+import pytest
+import torch
+
+from lsr_utils.config import profile_configs
+from lsr_utils.errors import LsrError
+from lsr_utils.train import train_lsr_gan, train_vae
+
+W = pytest.importorskip("ipywidgets")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from lsr_utils.data import load_data
+
+    out = tmp_path_factory.mktemp("runs")
+    data = load_data("shapes", n_train=128, n_test=40)
+    for lam in (1.0, 5.0):
+        cfg = profile_configs("smoke", n_train=128, vae_epochs=1, gan_epochs=1, lam=lam)
+        vae = train_vae(cfg.vae, data, out=out, progress=False)
+        train_lsr_gan(cfg, data, vae=vae, out=out, progress=False)
+    return out, data
+
+
+def panels(ex):
+    names = ["img_input", "img_vae", "img_gan", "img_cur_vae", "img_cur_gan", "img_interp_vae", "img_interp_gan"]
+    out = {n: getattr(ex, n).value for n in names}
+    out["samples"] = tuple(w.value for w in ex.img_samples)
+    return out
+
+
+def changed(a, b):
+    return {k for k in a if a[k] != b[k]}
+
+
+@pytest.fixture
+def explorer(runs):
+    from lsr_utils.widgets import LatentExplorer
+
+    out, data = runs
+    return LatentExplorer(out, data, n_sliders=4, n_samples=3)
+
+
+def test_explorer_lists_runs_and_shows_images(explorer):
+    assert len(explorer.choices) == 2 and "lambda=1" in explorer.choices[0].label
+    p = panels(explorer)
+    assert all(v[:4] == b"\x89PNG" for k, v in p.items() if k != "samples")
+    assert explorer.message.value == ""
+    assert len(explorer.sliders) == 4
+
+
+def test_slider_changes_exactly_the_edited_panels(explorer):
+    before = panels(explorer)
+    explorer.sliders[0].value = explorer.sliders[0].value + 2.0
+    assert changed(before, panels(explorer)) == {"img_cur_vae", "img_cur_gan"}
+
+
+def test_sliders_are_ranked_by_kl(explorer):
+    kl = explorer.model.kl
+    dims = explorer.model.slider_dims()
+    assert all(kl[dims[i]] >= kl[dims[i + 1]] for i in range(len(dims) - 1))
+    assert float(kl[dims[0]]) == float(kl.max())
+
+
+def test_new_image_changes_input_panels(explorer):
+    before = panels(explorer)
+    explorer.index.value = 5
+    diff = changed(before, panels(explorer))
+    assert {"img_input", "img_vae", "img_gan", "samples", "img_cur_vae", "img_cur_gan"} <= diff
+    assert "img_interp_vae" not in diff  # interpolation endpoints did not change
+
+
+def test_interpolation_endpoints_equal_the_inputs_renderings(explorer):
+    from lsr_utils.widgets import png_bytes
+
+    m = explorer.model
+    explorer.end_a.value, explorer.end_b.value = 3, 7
+    for t, idx in ((0.0, 3), (1.0, 7)):
+        explorer.t.value = t
+        m.select(idx)
+        vae, gan = m.reconstructions()
+        assert explorer.img_interp_vae.value == png_bytes(vae, explorer.scale)
+        assert explorer.img_interp_gan.value == png_bytes(gan, explorer.scale)
+
+
+def test_random_z_and_reset(explorer):
+    before = panels(explorer)
+    explorer.random_z.click()
+    assert changed(before, panels(explorer)) == {"img_cur_vae", "img_cur_gan"}
+    explorer.reset.click()
+    assert panels(explorer)["img_cur_vae"] == before["img_cur_vae"]
+
+
+def test_run_selector_compares_the_same_image_across_runs(explorer):
+    explorer.index.value = 4
+    a = panels(explorer)
+    explorer.run_select.value = 1
+    b = panels(explorer)
+    assert explorer.model.index == 4 and a["img_input"] == b["img_input"]
+    assert a["img_gan"] != b["img_gan"]  # a different lambda renders differently
+
+
+def test_bad_runs_give_a_message_not_a_traceback(runs, tmp_path):
+    from lsr_utils.widgets import LatentExplorer
+
+    out, data = runs
+    good = sorted(out.rglob("gan-*"))[0]
+    broken = tmp_path / "gan-broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((good / "config.json").read_text())
+    ex = LatentExplorer([broken], data)
+    assert "has not finished" in ex.message.value and "Cannot show this" in ex.message.value
+    from lsr_utils.data import ImageData
+
+    mnist_like = ImageData("shapes", torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long),
+                           torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), ("a",))
+    ex2 = LatentExplorer([good], mnist_like)
+    assert "3x32x32 images but the test images are 1x28x28" in ex2.message.value
+    ex3 = LatentExplorer(tmp_path / "nothing-here", data)
+    assert "no finished LSR-GAN runs" in ex3.message.value
+
+
+def test_model_refuses_a_vae_run(runs):
+    from lsr_utils.train import load_run
+    from lsr_utils.widgets import ExplorerModel
+
+    out, data = runs
+    vae_dir = sorted(out.rglob("vae-*"))[0]
+    with pytest.raises(LsrError, match="not a VAE run"):
+        ExplorerModel(load_run(vae_dir), data.test_x)
