@@ -212,3 +212,17 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     }
     atomic_write_json(path / "metrics.json", record)
     return record
+
+
+@torch.no_grad()
+def posterior_renderings(run: GANRun, x_uint8: torch.Tensor, k: int = 6, seed: int = 0,
+                         decoder: str = "lsr_gan") -> torch.Tensor:
+    """Images from K samples z ~ q(z|x) per input (Figure 1): shape (N, K, C, H, W), unit range."""
+    dev = run.vae.device
+    mu, logvar = run.vae.encode(uint8_to_model(x_uint8).to(dev))
+    g = torch.Generator(device=dev).manual_seed(seed)
+    eps = torch.randn((len(mu), k, mu.shape[1]), generator=g, device=dev)
+    z = (mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps).flatten(0, 1)
+    render = run.generate if decoder == "lsr_gan" else run.vae.decode
+    imgs = model_to_unit(render(z)).cpu()
+    return imgs.view(len(mu), k, *imgs.shape[1:])

@@ -46,16 +46,30 @@ class Context:
     runs: Path
     figures: Path
     results: Path
+    data_root: Path | None = None
 
     def figure(self, stem: str) -> Path:
         return self.figures / stem
 
     def banner(self) -> str:
-        return (f"{self.name}: profile '{self.profile}', runs in {self.runs}, figures in {self.figures}, "
-                f"results in {self.results}")
+        return (f"{self.name}: profile '{self.profile}'; runs in {self.runs}; figures in {self.figures}; "
+                f"results in {self.results}; data from {self.data_root}")
 
 
-def setup(*, profile: str | None = None, name: str = "notebook", root: str | Path | None = None) -> Context:
+def find_data_root(data_root: str | Path | None, root: Path) -> Path | None:
+    """The data folder: the argument, else $LSR_DATA_ROOT, else <project>/data, else ../shared/data beside it."""
+    if data_root:
+        return Path(data_root)
+    if os.environ.get("LSR_DATA_ROOT"):
+        return Path(os.environ["LSR_DATA_ROOT"])
+    for cand in (root / "data", root.parent / "shared" / "data"):
+        if cand.is_dir():
+            return cand
+    return root / "data"
+
+
+def setup(*, profile: str | None = None, name: str = "notebook", root: str | Path | None = None,
+          data_root: str | Path | None = None) -> Context:
     profile = check_profile(profile) if profile else default_profile()
     root = Path(root) if root else project_root()
     runs = root / "runs"
@@ -66,7 +80,7 @@ def setup(*, profile: str | None = None, name: str = "notebook", root: str | Pat
     for p in (runs, figures, results):
         p.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("LSR_PROGRESS", "1")
-    return Context(name, profile, root, runs, figures, results)
+    return Context(name, profile, root, runs, figures, results, find_data_root(data_root, root))
 
 
 def write_results(ctx: Context, stem: str, record: dict) -> Path:

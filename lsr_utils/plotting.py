@@ -75,3 +75,61 @@ def save_figure(fig, path: str | Path, formats=("png", "pdf")) -> list[Path]:
 
 def close(fig) -> None:
     _plt().close(fig)
+
+
+def loss_curves(history: dict, keys: tuple[str, ...], path: str | Path | None = None, *, title: str = ""):
+    """Per-step curves (``history["steps"]``) of ``keys``, one panel each; saved when ``path`` is given."""
+    plt = _plt()
+    steps = history.get("steps", {})
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.6), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        x, y = steps.get("step", []), steps.get(k, [])
+        if not y:  # too few steps for a logged window: fall back to epochs
+            x, y = history.get("epoch", {}).get("epoch", []), history.get("epoch", {}).get(k, [])
+        ax.plot(x, y, lw=1.2)
+        ax.set_title(k, fontsize=9)
+        ax.set_xlabel("step" if steps.get(k) else "epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def sweep_panels(records: list[dict], x: str, panels: list[tuple[str, list[tuple[str, str, str]]]],
+                 path: str | Path | None = None, *, title: str = ""):
+    """Metric-versus-parameter panels with +-1 standard-error bars (the paper's Figures 5 and 6).
+
+    ``records``: evaluation records (``lsr_utils.evaluate.evaluate_run``); ``x``:
+    "beta" or "lam" (plotted on a log axis); ``panels``: (panel title, [(value
+    key, legend label, colour), ...]). Collapsed GANs are left out of LSR-GAN
+    series and marked on the axis.
+    """
+    plt = _plt()
+    recs = sorted(records, key=lambda r: r[x])
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    for ax, (ptitle, series) in zip(axes[0], panels):
+        for key, label, colour in series:
+            pts = [(r[x], r["values"][key]) for r in recs if key in r.get("values", {})
+                   and not ("lsr_gan" in key and r.get("collapse", {}).get("collapsed"))]
+            if pts:
+                ax.errorbar([p[0] for p in pts], [p[1]["mean"] for p in pts],
+                            yerr=[p[1]["sem"] or 0 for p in pts], fmt="o-", color=colour, label=label, ms=4,
+                            capsize=3, lw=1)
+            collapsed = [r[x] for r in recs if "lsr_gan" in key and r.get("collapse", {}).get("collapsed")]
+            for c in collapsed:
+                ax.axvline(c, color=colour, ls=":", lw=1)
+                ax.text(c, ax.get_ylim()[1], " collapse", color=colour, fontsize=7, va="top", rotation=90)
+        ax.set_xscale("log")
+        ax.set_xlabel({"lam": "lambda", "beta": "beta"}.get(x, x))
+        ax.set_title(ptitle, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

@@ -168,3 +168,22 @@ def write_report(runs: str | Path = "runs", out: str | Path = "results", command
     atomic_write_bytes(f, "\n".join(md).encode())
     written.append(f)
     return written
+
+
+def summarize(rec: dict) -> str:
+    """A few lines of an evaluation record, each kit value beside the paper's CIFAR-10 value."""
+    lam_cell = lambda table, key, val: _cell_paper(paper.paper_value(table, key, val)) or "n/a"  # noqa: E731
+    lines = [f"{rec['dataset']} ({rec['profile']} profile), beta={rec['beta']:g}, lambda={rec['lam']:g}, "
+             f"{rec['n_test']} test images" + ("  -- LSR-GAN: MODEL COLLAPSE" if rec["collapse"]["collapsed"] else "")]
+    for key in TABLE1_ROWS:
+        p = lam_cell(paper.TABLE1, key, rec["beta"]) if abs(rec["lam"] - 1) < 1e-9 else \
+            (lam_cell(paper.TABLE2, key, rec["lam"]) if abs(rec["beta"] - 1) < 1e-9 else "n/a")
+        lines.append(f"  {paper.ROW_LABELS[key]:40s} {_cell_kit(rec, key):>22s}   (paper, CIFAR-10: {p})")
+    for key in ("sharpness_vae", "sharpness_lsr_gan", "fid_test_vae", "fid_test_lsr_gan", "fid_random_vae",
+                "fid_random_lsr_gan"):
+        p = _cell_paper(paper.SECTION_2_2.get(key)) if abs(rec["beta"] - 1) < 1e-9 and abs(rec["lam"] - 1) < 1e-9 \
+            else "n/a"
+        lines.append(f"  {paper.ROW_LABELS[key]:40s} {_cell_kit(rec, key):>22s}   (paper, CIFAR-10: {p})")
+    for key, label in OFFLINE_LABELS.items():
+        lines.append(f"  {label[:70]:70s} {_cell_kit(rec, key)}")
+    return "\n".join(lines)
