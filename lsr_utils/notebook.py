@@ -134,7 +134,10 @@ def _failed_cell(path: Path) -> str:
     for i, c in enumerate(code):
         for o in c.get("outputs", []):
             if o.get("output_type") == "error":
-                return f"code cell {i + 1} ({o.get('ename')}: {str(o.get('evalue'))[:200]})"
+                src = "".join(c.get("source", "")).strip().splitlines()
+                first = next((ln for ln in src if ln.strip() and not ln.lstrip().startswith("#")), "")
+                return (f"code cell {i + 1} of the executed copy, starting `{first[:80]}` "
+                        f"({o.get('ename')}: {str(o.get('evalue'))[:200]})")
     return "unknown cell"
 
 

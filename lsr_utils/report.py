@@ -56,7 +56,14 @@ def _cell_kit(rec: dict | None, key: str) -> str:
             return "no weights" if not rec.get("fid", {}).get("available") else "-"
         return "-"
     s = _fmt(v["mean"])
-    return s + (f" ± {_fmt(v['sem'])}" if v.get("sem") is not None else "")
+    return s + (f" ± {_sem(v['sem'])}" if v.get("sem") is not None else "")
+
+
+def _sem(x: float) -> str:
+    """A standard error to two significant digits, without exponent notation where possible."""
+    if x == 0 or abs(x) >= 1e-3:
+        return f"{x:.2g}" if abs(x) < 100 else f"{x:.0f}"
+    return f"{x:.1e}"
 
 
 def _cell_paper(cell) -> str:
@@ -185,5 +192,5 @@ def summarize(rec: dict) -> str:
             else "n/a"
         lines.append(f"  {paper.ROW_LABELS[key]:40s} {_cell_kit(rec, key):>22s}   (paper, CIFAR-10: {p})")
     for key, label in OFFLINE_LABELS.items():
-        lines.append(f"  {label[:70]:70s} {_cell_kit(rec, key)}")
+        lines.append(f"  {label:80s} {_cell_kit(rec, key)}")
     return "\n".join(lines)

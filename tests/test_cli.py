@@ -99,3 +99,37 @@ def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
     assert rec["profile"] == "smoke" and m["n_test"] == 256
     for key in ("mse_vae", "mse_lsr_gan", "sharpness_vae", "sharpness_lsr_gan", "variance_vae", "mse_vae_to_clean"):
         assert m[key]["n"] > 0 and m[key]["mean"] >= 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
+    """A real process interrupted with SIGINT keeps its progress; the rerun equals an uninterrupted run."""
+    import signal
+    import time
+
+    from lsr_utils.config import profile_configs
+
+    env = dict(os.environ, LSR_PROGRESS="0")
+    args = [sys.executable, "-m", "lsr_utils.cli", "train-vae", "--profile", "smoke", "--n-train", "256",
+            "--epochs", "6", "--no-progress"]
+    cfg = profile_configs("smoke", n_train=256, vae_epochs=6).vae
+    ref = subprocess.run(args + ["--out", str(tmp_path / "a")], capture_output=True, text=True, env=env)
+    assert ref.returncode == 0, ref.stderr
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    path_b = run_dir(cfg, tmp_path / "b")
+    deadline = time.monotonic() + 60
+    while not (path_b / "checkpoint.pt").exists() and time.monotonic() < deadline:  # after the first epoch
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert "interrupted; progress is saved" in err and "Traceback" not in err
+    assert (path_b / "checkpoint.pt").exists() and not (path_b / "weights.pt").exists()
+    again = subprocess.run(args + ["--out", str(tmp_path / "b")], capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and "resuming" in again.stderr
+    wa = torch.load(run_dir(cfg, tmp_path / "a") / "weights.pt", weights_only=False)
+    wb = torch.load(path_b / "weights.pt", weights_only=False)
+    for part in ("encoder", "decoder"):
+        for k in wa[part]:
+            assert torch.equal(wa[part][k], wb[part][k]), (part, k)

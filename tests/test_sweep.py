@@ -1,0 +1,69 @@
+"""`lsr sweep`: one executed copy per value, resumable, failures kept and reported, unknown parameters refused."""
+import json
+
+import nbformat
+import pytest
+
+from lsr_utils.cli import main
+from lsr_utils.errors import LsrError
+from lsr_utils.notebook import execute, setup, sweep
+
+pytest.importorskip("papermill")
+
+
+def make_notebook(path, body):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("beta = 1.0\nprofile = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+BODY = """
+import pathlib
+if beta == 5.0:
+    raise ValueError("beta five is broken")
+pathlib.Path("log.txt").open("a").write(f"{beta}\\n")
+"""
+
+
+def test_sweep_runs_resumes_and_keeps_failures(tmp_path):
+    nb = make_notebook(tmp_path / "point.ipynb", BODY)
+    res = sweep(nb, "beta", [0.1, 1.0, 5.0], out=tmp_path / "sw", progress=False)
+    assert res["done"] == [0.1, 1.0] and [f["value"] for f in res["failed"]] == [5.0]
+    failed = res["failed"][0]
+    assert "code cell 3 of the executed copy" in failed["cell"] and "import pathlib" in failed["cell"] and "beta five is broken" in failed["cell"]
+    assert (tmp_path / "sw" / "point" / "beta=5.0.ipynb").exists()  # kept for inspection
+    assert (tmp_path / "log.txt").read_text().split() == ["0.1", "1.0"]
+    again = sweep(nb, "beta", [0.1, 1.0, 5.0], out=tmp_path / "sw", progress=False)
+    assert again["skipped"] == [0.1, 1.0] and again["done"] == []  # finished values not redone
+    assert (tmp_path / "log.txt").read_text().split() == ["0.1", "1.0"]
+    executed = json.loads((tmp_path / "sw" / "point" / "beta=1.0.ipynb").read_text())
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
+
+
+def test_unknown_parameter_is_an_error(tmp_path):
+    nb = make_notebook(tmp_path / "point.ipynb", "x = 1")
+    with pytest.raises(LsrError, match=r"unknown parameter\(s\) \['gamma'\]; this notebook takes: beta, profile"):
+        sweep(nb, "gamma", [1], out=tmp_path / "sw", progress=False)
+    with pytest.raises(LsrError, match="unknown parameter"):
+        execute(nb, tmp_path / "o.ipynb", {"beta": 2, "lam": 3})
+
+
+def test_sweep_cli_reports_failure_exit_code(tmp_path, capsys):
+    nb = make_notebook(tmp_path / "point.ipynb", BODY)
+    code = main(["sweep", str(nb), "--param", "beta", "--values", "1", "5", "--out", str(tmp_path / "sw"),
+                 "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1 and "1 ran" in out and "FAILED beta=5:" in out and "kept for inspection" in out
+    code = main(["sweep", str(nb), "--param", "nope", "--values", "1", "--out", str(tmp_path / "sw")])
+    assert code == 2 and "unknown parameter" in capsys.readouterr().err
+
+
+def test_smoke_outputs_never_overwrite_committed_figures(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "lsr-kit"\n')
+    ctx = setup(profile="smoke", root=tmp_path)
+    assert ctx.figures == tmp_path / "runs" / "_smoke" / "figures"
+    assert setup(profile="quick", root=tmp_path).figures == tmp_path / "figures"
