@@ -135,7 +135,7 @@ class StepTimer:
             self.t1 = time.perf_counter()
 
 
-def kit_runs(images_chw, steps, warmup, device, stage, batch=32):
+def kit_runs(images_chw, steps, warmup, device, stage, batch=32, channels_last=None):
     from lsr_utils.config import GANConfig, VAEConfig
     from lsr_utils.data import ImageData
     from lsr_utils.train import train_lsr_gan, train_vae
@@ -148,13 +148,13 @@ def kit_runs(images_chw, steps, warmup, device, stage, batch=32):
         vcfg = VAEConfig(dataset="cifar10", epochs=1, n_train=n, batch_size=batch)
         timer = StepTimer(warmup, steps, device)
         vae = train_vae(vcfg, data, out=tmp, device=device, progress=False, callbacks=[timer],
-                        checkpoint_every_s=1e9)
+                        checkpoint_every_s=1e9, channels_last=channels_last)
         if stage in ("vae", "both"):
             out["vae"] = steps * batch / (timer.t1 - timer.t0)
         if stage in ("gan", "both"):
             timer = StepTimer(warmup, steps, device)
             train_lsr_gan(GANConfig(vae=vcfg, epochs=1, batch_size=batch), data, vae=vae, out=tmp, device=device,
-                          progress=False, callbacks=[timer], checkpoint_every_s=1e9)
+                          progress=False, callbacks=[timer], checkpoint_every_s=1e9, channels_last=channels_last)
             out["gan"] = steps * batch / (timer.t1 - timer.t0)
     return out
 
@@ -165,6 +165,8 @@ def main():
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--stage", choices=("vae", "gan", "both"), default="both")
+    p.add_argument("--channels-last", choices=("default", "on", "off"), default="default",
+                   help="memory format of the kit's path (default: the kit's own choice)")
     a = p.parse_args()
     from lsr_utils.train import resolve_device
 
@@ -177,7 +179,9 @@ def main():
            "torch": torch.__version__}
     if device.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(0)
-    kit = kit_runs(chw, a.steps, a.warmup, device, a.stage)
+    cl = {"default": None, "on": True, "off": False}[a.channels_last]
+    res["kit_channels_last"] = a.channels_last
+    kit = kit_runs(chw, a.steps, a.warmup, device, a.stage, channels_last=cl)
     for stage in ("vae", "gan"):
         if a.stage not in (stage, "both"):
             continue

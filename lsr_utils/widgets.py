@@ -35,19 +35,26 @@ class RunChoice:
     path: Path
 
 
+def run_label(path: Path) -> str:
+    """"dataset: beta=..., lambda=... (epochs) [hash]" for a GAN run folder; its name if unreadable."""
+    from .runs import read_config
+
+    path = Path(path)
+    try:
+        kind, cfg = read_config(path)
+    except LsrError:
+        return path.name
+    if kind != "gan":
+        return f"{path.name} ({kind} run)"
+    return (f"{cfg.vae.dataset}: beta={cfg.vae.beta:g}, lambda={cfg.lam:g} "
+            f"({cfg.vae.epochs}+{cfg.epochs} epochs) [{path.name[-8:]}]")
+
+
 def list_runs(out: str | Path = "runs") -> list[RunChoice]:
     """Finished LSR-GAN runs under ``out``, labelled by dataset, beta, lambda and epochs."""
-    from .runs import find_runs, read_config
+    from .runs import find_runs
 
-    choices = []
-    for p in find_runs(out, kind="gan"):
-        try:
-            _, cfg = read_config(p)
-        except LsrError:
-            continue
-        choices.append(RunChoice(f"{cfg.vae.dataset}: beta={cfg.vae.beta:g}, lambda={cfg.lam:g} "
-                                 f"({cfg.vae.epochs}+{cfg.epochs} epochs) [{p.name[-8:]}]", p))
-    return choices
+    return [RunChoice(run_label(p), p) for p in find_runs(out, kind="gan")]
 
 
 class ExplorerModel:
@@ -189,7 +196,7 @@ class LatentExplorer:
         if isinstance(runs, (str, Path)):
             self.choices = list_runs(runs)
         else:
-            self.choices = [RunChoice(Path(p).name, Path(p)) for p in runs]
+            self.choices = [RunChoice(run_label(p), Path(p)) for p in runs]
         self.model: ExplorerModel | None = None
         self._busy = False
         self.message = W.HTML()
@@ -205,7 +212,7 @@ class LatentExplorer:
         img = lambda: W.Image(format="png")  # noqa: E731
         self.img_input, self.img_vae, self.img_gan = img(), img(), img()
         self.img_cur_vae, self.img_cur_gan = img(), img()
-        self.img_samples = [img() for _ in range(n_samples)]
+        self.img_samples = [img() for _ in range(n_samples)]  # shown at half size, wrapping
         self.img_interp_vae, self.img_interp_gan = img(), img()
         self.sliders: list = []
         self.slider_box = W.VBox()
@@ -220,7 +227,9 @@ class LatentExplorer:
 
         top = W.HBox([cap(self.img_input, "input x"), cap(self.img_vae, "VAE D(mu(x))"),
                       cap(self.img_gan, "LSR-GAN G(mu(x))"),
-                      cap(W.HBox(self.img_samples), "LSR-GAN G(z), z ~ q(z|x)")])
+                      cap(W.Box(self.img_samples, layout=W.Layout(display="flex", flex_flow="row wrap",
+                                                                   max_width=f"{3 * 34 * scale}px")),
+                          "LSR-GAN G(z), z ~ q(z|x)")])
         edit = W.HBox([self.slider_box, W.VBox([W.HBox([cap(self.img_cur_vae, "VAE D(z)"),
                                                         cap(self.img_cur_gan, "LSR-GAN G(z)")]),
                                                 self.random_z, self.reset])])
@@ -312,7 +321,7 @@ class LatentExplorer:
         self._show(self.img_vae, vae)
         self._show(self.img_gan, gan)
         for w, s in zip(self.img_samples, m.posterior_samples()):
-            self._show(w, s)
+            w.value = png_bytes(s, max(1, self.scale // 2))
         self._sync_sliders()
         self._show_current()
         self._endpoints()
