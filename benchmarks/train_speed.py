@@ -51,20 +51,25 @@ class ReferenceStyleDataset(torch.utils.data.Dataset):
         return self.tf(Image.fromarray(self.images[i])), 0
 
 
+def reference_batches(images_hwc, n, batch):
+    """``n`` shuffled batches from a DataLoader with per-item transforms, as the reference reads CIFAR-10."""
+    loader = torch.utils.data.DataLoader(ReferenceStyleDataset(images_hwc), batch_size=batch, shuffle=True)
+    it = iter(loader)
+    for _ in range(n):
+        yield next(it)
+
+
 def baseline_vae(images_hwc, steps, warmup, device, batch=32):
     from lsr_utils.models import Decoder, Encoder
 
     torch.manual_seed(13)
     enc, dec = Encoder().to(device), Decoder().to(device)
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=2e-4, betas=(0.5, 0.999))
-    loader = torch.utils.data.DataLoader(ReferenceStyleDataset(images_hwc), batch_size=batch, shuffle=True)
-    it = iter(loader)
     t0 = None
-    for i in range(steps + warmup):
+    for i, (data, _) in enumerate(reference_batches(images_hwc, steps + warmup, batch)):
         if i == warmup:
             sync(device)
             t0 = time.perf_counter()
-        data, _ = next(it)
         data = data.to(device)
         opt.zero_grad()
         mu, logvar = enc(data)
@@ -89,14 +94,11 @@ def baseline_gan(images_hwc, steps, warmup, device, batch=32, lam=1.0):
         p.requires_grad = False
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    loader = torch.utils.data.DataLoader(ReferenceStyleDataset(images_hwc), batch_size=batch, shuffle=True)
-    it = iter(loader)
     t0 = None
-    for i in range(steps + warmup):
+    for i, (data, _) in enumerate(reference_batches(images_hwc, steps + warmup, batch)):
         if i == warmup:
             sync(device)
             t0 = time.perf_counter()
-        data, _ = next(it)
         valid = torch.ones(data.shape[0], 3, 2, 2).to(device)
         fake = torch.zeros(data.shape[0], 3, 2, 2).to(device)
         sample = torch.randn(data.shape[0], 128).to(device)

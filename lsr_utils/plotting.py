@@ -73,6 +73,16 @@ def save_figure(fig, path: str | Path, formats=("png", "pdf")) -> list[Path]:
     return written
 
 
+def _finish(fig, title: str, path):
+    """Title, tight layout, and save (PNG + PDF) when ``path`` is given."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
 def close(fig) -> None:
     _plt().close(fig)
 
@@ -90,12 +100,7 @@ def loss_curves(history: dict, keys: tuple[str, ...], path: str | Path | None = 
         ax.set_title(k, fontsize=9)
         ax.set_xlabel("step" if steps.get(k) else "epoch", fontsize=8)
         ax.tick_params(labelsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, title, path)
 
 
 def sweep_panels(records: list[dict], x: str, panels: list[tuple[str, list[tuple[str, str, str]]]],
@@ -127,9 +132,4 @@ def sweep_panels(records: list[dict], x: str, panels: list[tuple[str, list[tuple
         ax.set_title(ptitle, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, title, path)
