@@ -131,9 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- configuration from options
-_VAE_KEYS = {"beta": "beta", "n_train": "n_train", "recon_loss": "recon_loss", "seed": "seed"}
-
-
 def _configs(args, stage: str):
     """Build the GANConfig (its ``.vae`` is stage 1) from the options and the profile."""
     from .config import profile_configs
@@ -248,14 +245,8 @@ def _cmd_train(args, stage: str) -> int:
     print(f"{verb}: {path}", file=sys.stderr)
     common = dict(out=out, device=args.device, data_root=args.data_root, progress=not args.no_progress,
                   fresh=args.fresh)
-    if stage == "vae":
-        run = train_vae(target, **common)
-        hist = run.history.get("epoch", {})
-        last = {k: v[-1] for k, v in hist.items() if v and k != "epoch"}
-    else:
-        run = train_lsr_gan(target, **common)
-        hist = run.history.get("epoch", {})
-        last = {k: v[-1] for k, v in hist.items() if v and k != "epoch"}
+    run = (train_vae if stage == "vae" else train_lsr_gan)(target, **common)
+    last = {k: v[-1] for k, v in run.history.get("epoch", {}).items() if v and k != "epoch"}
     print(f"done: {run.path}" + ("" if not last else "  (last epoch: " +
                                  ", ".join(f"{k}={v:.4g}" for k, v in last.items()) + ")"))
     return 0

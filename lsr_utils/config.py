@@ -77,7 +77,7 @@ class VAEConfig:
     precision: str = "fp32"         # "fp32" or "bf16" (autocast)
 
     def __post_init__(self):
-        from .data import DATASETS, check_dataset_name
+        from .data import check_dataset_name
         from .losses import RECON_LOSSES
 
         check_dataset_name(self.dataset)
@@ -94,7 +94,6 @@ class VAEConfig:
             raise LsrError(f"recon_loss must be one of {RECON_LOSSES}, got {self.recon_loss!r}")
         if self.precision not in ("fp32", "bf16"):
             raise LsrError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        del DATASETS
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -277,7 +277,7 @@ def _load_folder_split(source: Path, split: str, size: int, channels: int, class
     return torch.from_numpy(xs), torch.from_numpy(ys), classes, where
 
 
-def _load_imagefolder(name: str, root: Path, size: int, channels: int, classes=None, sources=None):
+def _load_imagefolder(root: Path, size: int, channels: int, classes=None, sources=None):
     sources = sources or [root]
     for src in sources:
         train = _load_folder_split(src, "train", size, channels, classes)
@@ -336,7 +336,7 @@ def _load_cifar10(root: Path, download: bool):
                      if p.name in ("train.zip", "test.zip", "train", "test")]
 
             def build(src=src):
-                got = _load_imagefolder("cifar10", root, 32, 3, CIFAR10_CLASSES, [src])
+                got = _load_imagefolder(root, 32, 3, CIFAR10_CLASSES, [src])
                 return {"train_x": got[0], "train_y": got[1], "test_x": got[2], "test_y": got[3],
                         "where": torch.tensor(list(got[5].encode()), dtype=torch.uint8)}
 
@@ -413,8 +413,7 @@ def load_data(name: str = "shapes", *, root: str | Path | None = None, n_train: 
             raise LsrError(f"{label} must be a positive integer, got {v!r}")
     root = Path(root) if root is not None else default_root()
     if name == "shapes":
-        data = _load_shapes(n_train, n_test, seed)
-        return data
+        return _load_shapes(n_train, n_test, seed)
     if name in ("mnist", "fashion-mnist"):
         xtr, ytr = _load_idx_split(name, root, "train", download)
         xte, yte = _load_idx_split(name, root, "test", download)
@@ -430,7 +429,7 @@ def load_data(name: str = "shapes", *, root: str | Path | None = None, n_train: 
         size = image_size or 32
         if size not in (28, 32, 64):
             raise LsrError(f"image_size must be 28, 32 or 64, got {size}")
-        got = _load_imagefolder("imagefolder", root, size, 3)
+        got = _load_imagefolder(root, size, 3)
         if got is None:
             raise _missing("imagefolder", root)
     xtr, ytr, xte, yte, classes, where = got
@@ -444,7 +443,8 @@ def load_data(name: str = "shapes", *, root: str | Path | None = None, n_train: 
 def load_split(name: str, split: str, *, root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One split of MNIST or Fashion-MNIST alone (e.g. the test set when only it is on disk)."""
     if name not in ("mnist", "fashion-mnist"):
-        return getattr(load_data(name, root=root), f"{split}_x"), getattr(load_data(name, root=root), f"{split}_y")
+        data = load_data(name, root=root)
+        return getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
     if split not in ("train", "test"):
         raise LsrError(f"split must be 'train' or 'test', got {split!r}")
     return _load_idx_split(name, Path(root) if root is not None else default_root(), split, download=True)
