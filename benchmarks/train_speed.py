@@ -1,31 +1,38 @@
-"""Training throughput: a reference-style baseline against the kit's training path, in one run.
+"""Training throughput: the reference-style baseline against the kit's training path, interleaved, in one run.
 
-    python benchmarks/train_speed.py [--device cpu|cuda] [--steps 60] [--warmup 10] [--stage vae|gan|both]
+    python benchmarks/train_speed.py [--device cpu|cuda] [--rounds 5] [--steps 30] [--warmup 5]
+                                     [--stage vae|gan|both] [--variants kit kit-compile kit-bf16]
 
-Baseline (b): the reference implementation's training step, written out here
-independently: the same networks (lsr_utils.models), batch 32, fp32, NCHW,
-a DataLoader over uint8 images with per-item PIL -> ToTensor -> Normalize
-(what torchvision's CIFAR10 dataset does), default Adam, the sigmoid + BCE
-discriminator loss, and a ``.item()`` host sync on every step's losses.
+Baseline: ``lsr_utils.reference`` (the reference implementation's step: same
+networks, batch 32, fp32, NCHW, DataLoader with per-item PIL/ToTensor/
+Normalize, default Adam, sigmoid + BCE, ``.item()`` every step).
 
-Kit (k): ``lsr_utils.train.train_vae`` / ``train_lsr_gan`` as users run them
-(data on the device, losses accumulated on the device, channels-last, fused
-Adam on CUDA), timed by step callbacks.
+Kit variants, each the real ``train_vae`` / ``train_lsr_gan`` (data held on
+the device, losses accumulated there, channels-last, fused Adam on CUDA),
+timed by step callbacks after ``--warmup`` steps:
 
-Both see random images of CIFAR-10's shape (32x32x3). Prints images per
-second and the kit/baseline ratio for each stage, and a JSON line.
+* ``kit``          the default path (fp32, eager);
+* ``kit-compile``  the same with ``--compile`` (torch.compile of the networks);
+* ``kit-bf16``     the same with bf16 autocast (changes the arithmetic: opt-in only).
+
+Measurements are interleaved: each round times every variant once, one after
+the other, so that slow drift of a shared machine hits all of them alike. It
+prints, per stage and variant, the median images per second over rounds with
+the min-max range, and the ratio to the baseline (ratio of medians, and the
+median and range of the per-round ratios), then one JSON line.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import statistics
 import tempfile
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+VARIANTS = ("kit", "kit-compile", "kit-bf16")
 
 
 def sync(device):
@@ -33,90 +40,24 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-class ReferenceStyleDataset(torch.utils.data.Dataset):
-    """uint8 HWC images served one by one through PIL, ToTensor and Normalize, like torchvision's CIFAR10."""
-
-    def __init__(self, images_hwc: np.ndarray):
-        from torchvision import transforms
-
-        self.images = images_hwc
-        self.tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        return self.tf(Image.fromarray(self.images[i])), 0
-
-
-def reference_batches(images_hwc, n, batch):
-    """``n`` shuffled batches from a DataLoader with per-item transforms, as the reference reads CIFAR-10."""
-    loader = torch.utils.data.DataLoader(ReferenceStyleDataset(images_hwc), batch_size=batch, shuffle=True)
-    it = iter(loader)
-    for _ in range(n):
-        yield next(it)
-
-
-def baseline_vae(images_hwc, steps, warmup, device, batch=32):
-    from lsr_utils.models import Decoder, Encoder
-
-    torch.manual_seed(13)
-    enc, dec = Encoder().to(device), Decoder().to(device)
-    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=2e-4, betas=(0.5, 0.999))
-    t0 = None
-    for i, (data, _) in enumerate(reference_batches(images_hwc, steps + warmup, batch)):
-        if i == warmup:
-            sync(device)
-            t0 = time.perf_counter()
-        data = data.to(device)
-        opt.zero_grad()
-        mu, logvar = enc(data)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        recon = dec(z)
-        bce = torch.log((recon - data).pow(2).sum()) * 0.5 * 3 * 32 * 32 * data.shape[0]
-        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-        loss = bce + kld
-        loss.backward()
-        opt.step()
-        loss.item(), bce.item(), kld.item()
-    sync(device)
-    return steps * batch / (time.perf_counter() - t0)
-
-
-def baseline_gan(images_hwc, steps, warmup, device, batch=32, lam=1.0):
+def baseline(stage, images_hwc, steps, warmup, device, batch=32):
+    """Images per second of the reference-style step over ``steps`` steps after ``warmup``."""
     from lsr_utils.models import Decoder, Discriminator, Encoder
+    from lsr_utils.reference import ReferenceGANStep, ReferenceVAEStep, reference_loader
 
     torch.manual_seed(13)
-    enc, gen, disc = Encoder().to(device).eval(), Decoder().to(device), Discriminator().to(device)
-    for p in enc.parameters():
-        p.requires_grad = False
-    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    if stage == "vae":
+        step = ReferenceVAEStep(Encoder().to(device), Decoder().to(device))
+    else:
+        step = ReferenceGANStep(Encoder().to(device), Decoder().to(device), Discriminator().to(device))
+    it = iter(reference_loader(images_hwc, batch))
     t0 = None
-    for i, (data, _) in enumerate(reference_batches(images_hwc, steps + warmup, batch)):
+    for i in range(steps + warmup):
         if i == warmup:
             sync(device)
             t0 = time.perf_counter()
-        valid = torch.ones(data.shape[0], 3, 2, 2).to(device)
-        fake = torch.zeros(data.shape[0], 3, 2, 2).to(device)
-        sample = torch.randn(data.shape[0], 128).to(device)
-        g_fake = gen(sample)
-        mu, logvar = enc(g_fake)
-        data = data.to(device)
-        opt_d.zero_grad()
-        d_loss = F.binary_cross_entropy(torch.sigmoid(disc(g_fake.detach())), fake) + \
-            F.binary_cross_entropy(torch.sigmoid(disc(data)), valid)
-        d_loss.backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        g_loss = F.binary_cross_entropy(torch.sigmoid(disc(g_fake)), valid)
-        log_pro = ((sample - mu) ** 2 / (2 * torch.exp(logvar)) + 0.5 * logvar
-                   + math.log(math.sqrt(2 * math.pi))).mean() * lam
-        (g_loss + log_pro).backward()
-        opt_g.step()
-        d_loss.item(), g_loss.item(), log_pro.item()
+        data, _ = next(it)
+        step(data.to(device))
     sync(device)
     return steps * batch / (time.perf_counter() - t0)
 
@@ -137,7 +78,8 @@ class StepTimer:
             self.t1 = time.perf_counter()
 
 
-def kit_runs(images_chw, steps, warmup, device, stage, batch=32, channels_last=None):
+def kit(stage, variant, images_chw, steps, warmup, device, vae_cache, batch=32):
+    """Images per second of the kit's own training function (a fresh run in a temporary folder)."""
     from lsr_utils.config import GANConfig, VAEConfig
     from lsr_utils.data import ImageData
     from lsr_utils.train import train_lsr_gan, train_vae
@@ -145,53 +87,88 @@ def kit_runs(images_chw, steps, warmup, device, stage, batch=32, channels_last=N
     n = (steps + warmup) * batch
     data = ImageData("cifar10", torch.from_numpy(images_chw[:n]), torch.zeros(n, dtype=torch.long),
                      torch.from_numpy(images_chw[:64]), torch.zeros(64, dtype=torch.long), ())
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        vcfg = VAEConfig(dataset="cifar10", epochs=1, n_train=n, batch_size=batch)
-        timer = StepTimer(warmup, steps, device)
-        vae = train_vae(vcfg, data, out=tmp, device=device, progress=False, callbacks=[timer],
-                        checkpoint_every_s=1e9, channels_last=channels_last)
-        if stage in ("vae", "both"):
-            out["vae"] = steps * batch / (timer.t1 - timer.t0)
-        if stage in ("gan", "both"):
-            timer = StepTimer(warmup, steps, device)
-            train_lsr_gan(GANConfig(vae=vcfg, epochs=1, batch_size=batch), data, vae=vae, out=tmp, device=device,
-                          progress=False, callbacks=[timer], checkpoint_every_s=1e9, channels_last=channels_last)
-            out["gan"] = steps * batch / (timer.t1 - timer.t0)
-    return out
+    precision = "bf16" if variant == "kit-bf16" else "fp32"
+    compile_ = variant == "kit-compile"
+    vcfg = VAEConfig(dataset="cifar10", epochs=1, n_train=n, batch_size=batch, precision=precision)
+    timer = StepTimer(warmup, steps, device)
+    common = dict(out=vae_cache, device=device, progress=False, callbacks=[timer], checkpoint_every_s=1e9,
+                  compile=compile_, fresh=True)
+    if stage == "vae":
+        train_vae(vcfg, data, **common)
+    else:
+        if "vae" not in vae_cache_runs:  # one finished VAE serves every GAN measurement
+            vae_cache_runs["vae"] = train_vae(vcfg.replace(precision="fp32"), data, out=vae_cache, device=device,
+                                              progress=False, checkpoint_every_s=1e9)
+        vae = vae_cache_runs["vae"]
+        gcfg = GANConfig(vae=vae.config, epochs=1, batch_size=batch, precision=precision)
+        train_lsr_gan(gcfg, data, vae=vae, **common)
+    return steps * batch / (timer.t1 - timer.t0)
+
+
+vae_cache_runs: dict = {}
+
+
+def summarize(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps before each measurement (compile happens here)")
     p.add_argument("--stage", choices=("vae", "gan", "both"), default="both")
-    p.add_argument("--channels-last", choices=("default", "on", "off"), default="default",
-                   help="memory format of the kit's path (default: the kit's own choice)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["kit"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     a = p.parse_args()
     from lsr_utils.train import resolve_device
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
+    if "kit-compile" in a.variants and a.warmup < 3:
+        p.error("kit-compile needs --warmup >= 3 so that compilation is not timed")
     rng = np.random.default_rng(0)
     n = (a.steps + a.warmup) * 32
     chw = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
     hwc = np.ascontiguousarray(chw.transpose(0, 2, 3, 1))
-    res = {"device": str(device), "threads": torch.get_num_threads(), "steps": a.steps, "batch": 32,
-           "torch": torch.__version__}
+    stages = ("vae", "gan") if a.stage == "both" else (a.stage,)
+    res = {"device": str(device), "threads": torch.get_num_threads(), "rounds": a.rounds, "steps": a.steps,
+           "warmup": a.warmup, "batch": 32, "torch": torch.__version__}
     if device.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(0)
-    cl = {"default": None, "on": True, "off": False}[a.channels_last]
-    res["kit_channels_last"] = a.channels_last
-    kit = kit_runs(chw, a.steps, a.warmup, device, a.stage, channels_last=cl)
-    for stage in ("vae", "gan"):
-        if a.stage not in (stage, "both"):
-            continue
-        base = (baseline_vae if stage == "vae" else baseline_gan)(hwc, a.steps, a.warmup, device)
-        res[f"{stage}_baseline_img_s"], res[f"{stage}_kit_img_s"] = base, kit[stage]
-        res[f"{stage}_ratio"] = kit[stage] / base
-        print(f"{stage.upper()} step, batch 32: baseline {base:8.1f} img/s | kit {kit[stage]:8.1f} img/s | "
-              f"ratio {kit[stage] / base:.2f}x")
+    from lsr_utils.progress import progress_bar
+
+    times = {s: {v: [] for v in ("baseline", *a.variants)} for s in stages}
+    with tempfile.TemporaryDirectory() as tmp:
+        bar = progress_bar(total=a.rounds * len(stages) * (1 + len(a.variants)), desc="benchmark", unit="run")
+        for r in range(a.rounds):
+            for s in stages:
+                order = ["baseline", *a.variants]
+                if r % 2:  # alternate who goes first
+                    order.reverse()
+                for v in order:
+                    if v == "baseline":
+                        times[s][v].append(baseline(s, hwc, a.steps, a.warmup, device))
+                    else:
+                        times[s][v].append(kit(s, v, chw, a.steps, a.warmup, device, tmp))
+                    bar.update(1)
+        bar.close()
+    for s in stages:
+        base = times[s]["baseline"]
+        res[s] = {"baseline_img_s": summarize(base)}
+        print(f"{s.upper()} step, batch 32, {a.rounds} interleaved rounds of {a.steps} steps "
+              f"(median img/s [min-max]):")
+        print(f"  baseline     {statistics.median(base):8.1f} [{min(base):.1f}-{max(base):.1f}]")
+        for v in a.variants:
+            k = times[s][v]
+            per_round = [x / y for x, y in zip(k, base)]
+            ratio = statistics.median(k) / statistics.median(base)
+            res[s][v] = {"img_s": summarize(k), "ratio_of_medians": ratio, "per_round_ratio": summarize(per_round)}
+            print(f"  {v:12s} {statistics.median(k):8.1f} [{min(k):.1f}-{max(k):.1f}]   ratio {ratio:.2f}x "
+                  f"(per round: median {statistics.median(per_round):.2f}x, "
+                  f"{min(per_round):.2f}-{max(per_round):.2f})")
     print(json.dumps(res))
 
 

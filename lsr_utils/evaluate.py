@@ -115,7 +115,7 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     import time
     from pathlib import Path
 
-    from .classifier import ClassifierRun, classifier_config, train_classifier
+    from .classifier import ClassifierRun, classifier_config, evaluation_classifier_config, train_classifier
     from .data import load_data
     from .errors import LsrError
     from .fid import InceptionFID, cached_statistics, distance
@@ -143,8 +143,8 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     # the classifier first, so that a wrong one is refused before any expensive work
     if classifier is None:
         out = out_root if out_root is not None else path.parents[2]
-        ccfg = classifier_config(cfg.vae.dataset, classifier_profile or ("smoke" if profile == "smoke" else
-                                                                         "paper" if profile == "paper" else "quick"))
+        ccfg = (classifier_config(cfg.vae.dataset, classifier_profile) if classifier_profile else
+                evaluation_classifier_config(cfg.vae.dataset, profile))
         classifier = train_classifier(ccfg, data if cfg.vae.dataset != "shapes" else None, out=out,
                                       device=device, data_root=data_root, progress=progress)
     if not isinstance(classifier, ClassifierRun):

@@ -83,14 +83,33 @@ def setup(*, profile: str | None = None, name: str = "notebook", root: str | Pat
     return Context(name, profile, root, runs, figures, results, find_data_root(data_root, root))
 
 
-def write_results(ctx: Context, stem: str, record: dict) -> Path:
-    """Write a notebook's numbers to ``results/<stem>.json`` with the profile and environment."""
+def write_results(ctx: Context, stem: str, record: dict, *, claims: list[dict] | None = None,
+                  figures: list[str] | None = None) -> Path:
+    """Write a notebook's numbers to ``results/<stem>.json`` with the profile and environment.
+
+    ``claims``: the paper's claims this notebook tests, each ``{"where": "Figure 1", "claim": ...,
+    "reproduced": True | False | None, "evidence": "the numbers behind the verdict"}``;
+    ``lsr report`` gathers them into ``results/claims.md`` beside the figures they concern.
+    """
     from .runs import atomic_write_json, environment, now
 
+    for c in claims or []:
+        missing = {"where", "claim", "reproduced", "evidence"} - set(c)
+        if missing:
+            raise LsrError(f"write_results: claim {c.get('claim')!r} lacks {sorted(missing)}")
     path = ctx.results / f"{stem}.json"
     atomic_write_json(path, {"notebook": ctx.name, "profile": ctx.profile, "written": now(),
-                             "environment": environment(), **record})
+                             "environment": environment(), "claims": claims or [], "figures": figures or [],
+                             **record})
     return path
+
+
+def claim(where: str, text: str, reproduced, evidence: str) -> dict:
+    """One of the paper's claims as a notebook measured it (see :func:`write_results`); prints the verdict."""
+    verdict = None if reproduced is None else bool(reproduced)
+    word = {True: "reproduced", False: "NOT reproduced", None: "not tested"}[verdict]
+    print(f"{where}: claim '{text}': {word} ({evidence})")
+    return {"where": where, "claim": text, "reproduced": verdict, "evidence": evidence}
 
 
 # --------------------------------------------------------------------------- headless execution

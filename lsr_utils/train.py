@@ -315,11 +315,119 @@ def _get_data(cfg: VAEConfig, data: ImageData | None, data_root) -> ImageData:
     return data
 
 
+# --------------------------------------------------------------------------- the training steps
+def check_compile(device: torch.device) -> None:
+    """Refuse ``--compile`` where it cannot work, before anything is trained."""
+    import shutil
+
+    if not hasattr(torch, "compile"):
+        raise LsrError(f"--compile needs torch.compile, which torch {torch.__version__} lacks; drop --compile")
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        raise LsrError("--compile on the CPU needs a C++ compiler (g++ or clang++) on PATH; install one or "
+                       "drop --compile")
+    if device.type == "mps":
+        raise LsrError("--compile is not supported on MPS by the kit; drop --compile")
+
+
+def _maybe_compile(module: torch.nn.Module, on: bool, device: torch.device) -> torch.nn.Module:
+    """``torch.compile`` a network (forward and backward); the optimiser stays eager (fused on CUDA)."""
+    if not on:
+        return module
+    check_compile(device)
+    return torch.compile(module, dynamic=False)
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """Losses in full precision: bf16/fp16 outputs of autocast go to fp32; fp32 and fp64 stay as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
+class VAEStep:
+    """One optimisation step of stage 1: the loss of Appendix A (log-MSE or SSE) plus beta * KL (eq. 5).
+
+    ``step(x, global_step)`` takes a batch in the model range and returns, on
+    the device and without a host sync, ``(loss, recon, kl_per_image,
+    mse_per_pixel)``. Public so that the equivalence test and the benchmark
+    drive the very step that ``train_vae`` runs.
+    """
+
+    names = ("loss", "recon", "kl_per_image", "mse_per_pixel")
+
+    def __init__(self, cfg: VAEConfig, encoder: Encoder, decoder: Decoder, optimizer: torch.optim.Optimizer,
+                 noise: torch.Generator, device: torch.device, compile: bool = False):
+        self.cfg, self.opt, self.noise, self.device = cfg, optimizer, noise, device
+        self.encoder = _maybe_compile(encoder, compile, device)
+        self.decoder = _maybe_compile(decoder, compile, device)
+
+    def __call__(self, x: torch.Tensor, global_step: int = 0) -> torch.Tensor:
+        cfg = self.cfg
+        with _autocast(self.device, cfg.precision):
+            mu, logvar = self.encoder(x)
+            x_hat = self.decoder(reparameterize(mu, logvar, self.noise))
+        parts = vae_loss(_full(x_hat), x, _full(mu), _full(logvar), beta=cfg.beta, recon_loss=cfg.recon_loss)
+        self.opt.zero_grad(set_to_none=True)
+        parts.total.backward()
+        self.opt.step()
+        sse = (_full(x_hat.detach()) - x).pow(2).sum()
+        return torch.stack([parts.total.detach(), parts.recon.detach(), parts.kl.detach() / x.shape[0],
+                            sse / x.numel() / 4.0])  # per-pixel MSE on [0, 1]: the [-1, 1] error / 4
+
+
+class GANStep:
+    """One optimisation step of stage 2: D by eq. 3, then G by eq. 4 (adversarial + lambda * LSR, eq. 1).
+
+    The encoder is frozen (eval mode, no gradients to its weights). Returns
+    ``(g_loss, d_loss, g_adversarial, lsr, d_real, d_fake)`` on the device.
+    """
+
+    names = ("g_loss", "d_loss", "g_adversarial", "lsr", "d_real", "d_fake")
+
+    def __init__(self, cfg: GANConfig, encoder: Encoder, generator: Decoder, discriminator: Discriminator,
+                 opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, noise: torch.Generator,
+                 device: torch.device, compile: bool = False):
+        self.cfg, self.opt_g, self.opt_d, self.noise, self.device = cfg, opt_g, opt_d, noise, device
+        self.disc_params = list(discriminator.parameters())
+        self.encoder = _maybe_compile(encoder, compile, device)
+        self.generator = _maybe_compile(generator, compile, device)
+        self.discriminator = _maybe_compile(discriminator, compile, device)
+
+    def __call__(self, x_real: torch.Tensor, global_step: int = 0) -> torch.Tensor:
+        cfg, v = self.cfg, self.cfg.vae
+        gen, enc, disc = self.generator, self.encoder, self.discriminator
+        z = torch.randn(x_real.shape[0], v.latent_dim, device=self.device, dtype=x_real.dtype, generator=self.noise)
+        with _autocast(self.device, cfg.precision):
+            x_fake = gen(z)
+            mu, logvar = enc(x_fake)  # frozen encoder in eval mode; gradients flow to x_fake only
+            # (1) update D (eq. 3); fake first, then real, as in the reference
+            fake_logits = disc(x_fake.detach())
+            real_logits = disc(x_real)
+        d = discriminator_loss(_full(real_logits), _full(fake_logits))
+        self.opt_d.zero_grad(set_to_none=True)
+        d.total.backward()
+        self.opt_d.step()
+        # (2) update G (eq. 4): fool D and keep E(G(z)) near z; D's weights get no gradient here
+        for p in self.disc_params:
+            p.requires_grad_(False)
+        with _autocast(self.device, cfg.precision):
+            logits = disc(x_fake)
+        g = generator_loss(_full(logits), z, _full(mu), _full(logvar), lam=cfg.lam, reduction=cfg.lsr_reduction)
+        self.opt_g.zero_grad(set_to_none=True)
+        g.total.backward()
+        self.opt_g.step()
+        for p in self.disc_params:
+            p.requires_grad_(True)
+        with torch.no_grad():
+            d_real = torch.sigmoid(_full(real_logits)).mean()
+            d_fake = torch.sigmoid(_full(fake_logits)).mean()
+        return torch.stack([g.total.detach(), d.total.detach(), g.adversarial.detach(), g.lsr.detach(),
+                            d_real, d_fake])
+
+
 # --------------------------------------------------------------------------- stage 1
 def train_vae(cfg: VAEConfig, data: ImageData | None = None, *, out: str | Path = "runs", device=None,
               data_root=None, progress: bool = True, fresh: bool = False, checkpoint_every_s: float = 60.0,
               checkpoint_every_steps: int | None = None, log_every: int = 50, callbacks: list | None = None,
-              channels_last: bool | None = None) -> VAERun:
+              channels_last: bool | None = None, compile: bool = False) -> VAERun:
     """Train the (beta-)VAE of section 2.1/2.3 with the loss of Appendix A, or reuse a finished run.
 
     Returns a :class:`VAERun` whose networks are in eval mode on ``device``.
@@ -340,23 +448,10 @@ def train_vae(cfg: VAEConfig, data: ImageData | None = None, *, out: str | Path 
     opt = _adam(list(enc.parameters()) + list(dec.parameters()), cfg.lr, cfg.adam_betas, device)
     batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=cl)
     noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    amp = lambda: _autocast(device, cfg.precision)  # noqa: E731
-
-    def step(x, _global_step):
-        with amp():
-            mu, logvar = enc(x)
-            x_hat = dec(reparameterize(mu, logvar, noise))
-        parts = vae_loss(x_hat.float(), x, mu.float(), logvar.float(), beta=cfg.beta, recon_loss=cfg.recon_loss)
-        opt.zero_grad(set_to_none=True)
-        parts.total.backward()
-        opt.step()
-        b = x.shape[0]
-        sse = (x_hat.detach().float() - x).pow(2).sum()
-        return torch.stack([parts.total.detach(), parts.recon.detach(), parts.kl.detach() / b,
-                            sse / x.numel() / 4.0])
+    step = VAEStep(cfg, enc, dec, opt, noise, device, compile=compile)
 
     history = fit_loop(path=path, kind="vae", cfg=cfg, models={"encoder": enc, "decoder": dec}, optims={"vae": opt},
-                   step=step, batches=batches, names=("loss", "recon", "kl_per_image", "mse_per_pixel"),
+                   step=step, batches=batches, names=VAEStep.names,
                    device=device, noise=noise, progress=progress, checkpoint_every_s=checkpoint_every_s,
                    checkpoint_every_steps=checkpoint_every_steps, log_every=log_every, callbacks=callbacks)
     enc, dec = enc.to(memory_format=torch.contiguous_format), dec.to(memory_format=torch.contiguous_format)
@@ -369,7 +464,7 @@ def train_vae(cfg: VAEConfig, data: ImageData | None = None, *, out: str | Path 
 def train_lsr_gan(cfg: GANConfig, data: ImageData | None = None, *, vae: VAERun | None = None,
                   out: str | Path = "runs", device=None, data_root=None, progress: bool = True, fresh: bool = False,
                   checkpoint_every_s: float = 60.0, checkpoint_every_steps: int | None = None, log_every: int = 50,
-                  callbacks: list | None = None, channels_last: bool | None = None) -> GANRun:
+                  callbacks: list | None = None, channels_last: bool | None = None, compile: bool = False) -> GANRun:
     """Train the LSR-GAN of section 2.2 (eq. 3 for D, eq. 4 for G) on a frozen VAE encoder.
 
     The VAE (``cfg.vae``) is trained first if no finished run exists (or taken
@@ -385,7 +480,7 @@ def train_lsr_gan(cfg: GANConfig, data: ImageData | None = None, *, vae: VAERun 
     data = _get_data(cfg.vae, data, data_root)
     if vae is None:
         vae = train_vae(cfg.vae, data, out=out, device=device, progress=progress, log_every=log_every,
-                        checkpoint_every_s=checkpoint_every_s)
+                        checkpoint_every_s=checkpoint_every_s, channels_last=channels_last, compile=compile)
     elif vae.config != cfg.vae:
         raise LsrError("train_lsr_gan: the VAE run given does not match cfg.vae")
     started = _start(path, cfg, "gan", device, fresh)
@@ -404,39 +499,11 @@ def train_lsr_gan(cfg: GANConfig, data: ImageData | None = None, *, vae: VAERun 
     opt_g = _adam(gen.parameters(), cfg.lr, cfg.adam_betas, device)
     batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=cl)
     noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    amp = lambda: _autocast(device, cfg.precision)  # noqa: E731
-
-    def step(x_real, _global_step):
-        b = x_real.shape[0]
-        z = torch.randn(b, v.latent_dim, device=device, generator=noise)
-        with amp():
-            x_fake = gen(z)
-            mu, logvar = enc(x_fake)  # frozen encoder in eval mode; gradients flow to x_fake only
-            # (1) update D (eq. 3); fake first, then real, as in the reference
-            fake_logits = disc(x_fake.detach())
-            real_logits = disc(x_real)
-        d = discriminator_loss(real_logits.float(), fake_logits.float())
-        opt_d.zero_grad(set_to_none=True)
-        d.total.backward()
-        opt_d.step()
-        # (2) update G (eq. 4): fool D and keep E(G(z)) near z
-        disc.requires_grad_(False)
-        with amp():
-            logits = disc(x_fake)
-        g = generator_loss(logits.float(), z, mu.float(), logvar.float(), lam=cfg.lam, reduction=cfg.lsr_reduction)
-        opt_g.zero_grad(set_to_none=True)
-        g.total.backward()
-        opt_g.step()
-        disc.requires_grad_(True)
-        with torch.no_grad():
-            d_real = torch.sigmoid(real_logits.float()).mean()
-            d_fake = torch.sigmoid(fake_logits.float()).mean()
-        return torch.stack([g.total.detach(), d.total.detach(), g.adversarial.detach(), g.lsr.detach(),
-                            d_real, d_fake])
+    step = GANStep(cfg, enc, gen, disc, opt_g, opt_d, noise, device, compile=compile)
 
     history = fit_loop(path=path, kind="gan", cfg=cfg, models={"generator": gen, "discriminator": disc},
                    optims={"generator": opt_g, "discriminator": opt_d}, step=step, batches=batches,
-                   names=("g_loss", "d_loss", "g_adversarial", "lsr", "d_real", "d_fake"), device=device,
+                   names=GANStep.names, device=device,
                    noise=noise, progress=progress, checkpoint_every_s=checkpoint_every_s,
                    checkpoint_every_steps=checkpoint_every_steps, log_every=log_every, callbacks=callbacks)
     gen, disc = (m.to(memory_format=torch.contiguous_format) for m in (gen, disc))

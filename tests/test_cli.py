@@ -31,6 +31,9 @@ SMOKE = ("--profile", "smoke", "--n-train", "64", "--no-progress")
     (("train-vae", "--device", "cuda", "--profile", "smoke"), "no CUDA GPU"),
     (("demo", "--profile", "fast"), "unknown profile"),
     (("train-vae", "--bogus"), "unrecognized arguments: --bogus"),
+    (("train-classifier", "--dataset", "cifar100"), "valid datasets"),
+    (("train-classifier", "--profile", "huge"), "unknown profile"),
+    (("train-classifier", "--epochs", "0"), "epochs must be >= 1"),
 ])
 def test_bad_input_one_message(capsys, tmp_path, argv, needle):
     if "cuda" in argv and torch.cuda.is_available():
@@ -40,6 +43,23 @@ def test_bad_input_one_message(capsys, tmp_path, argv, needle):
     assert needle in err
     assert err.startswith("lsr: error:") and "Traceback" not in err
     assert not any(tmp_path.iterdir())  # touched nothing
+
+
+def test_compile_refused_without_a_compiler(capsys, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    code, out, err = run_cli(capsys, "train-vae", "--compile", "--device", "cpu", *SMOKE, "--out", str(tmp_path))
+    assert code == 2
+    assert "needs a C++ compiler" in err and "drop --compile" in err
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_train_classifier_missing_data_offline(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train-classifier", "--dataset", "cifar10", "--data-root", str(tmp_path),
+                             "--profile", "smoke", "--out", str(tmp_path / "runs"))
+    assert code == 2
+    assert "cifar10" in err.lower()
 
 
 def test_missing_data_offline_says_where(capsys, tmp_path):

@@ -67,3 +67,61 @@ def test_smoke_outputs_never_overwrite_committed_figures(tmp_path):
     ctx = setup(profile="smoke", root=tmp_path)
     assert ctx.figures == tmp_path / "runs" / "_smoke" / "figures"
     assert setup(profile="quick", root=tmp_path).figures == tmp_path / "figures"
+
+
+SLOW_BODY = """
+import pathlib, time
+pathlib.Path("started.txt").open("a").write(f"{beta}\\n")
+if beta == 2.0:
+    time.sleep(120)
+pathlib.Path("log.txt").open("a").write(f"{beta}\\n")
+"""
+
+
+def test_sweep_killed_midway_resumes_without_redoing_work(tmp_path):
+    """A real `lsr sweep` process killed while its second value runs; the rerun does only what is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nb = make_notebook(tmp_path / "point.ipynb", SLOW_BODY)
+    cmd = [sys.executable, "-m", "lsr_utils.cli", "sweep", str(nb), "--param", "beta", "--values", "1.0", "2.0", "3.0",
+           "--out", str(tmp_path / "sw"), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    started = tmp_path / "started.txt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (started.exists() and "2.0" in started.read_text()):
+        time.sleep(0.5)
+    assert started.exists() and "2.0" in started.read_text(), "the sweep never reached its second value"
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: the sweep and its kernel
+    proc.wait()
+    assert (tmp_path / "log.txt").read_text().split() == ["1.0"]
+    assert not (tmp_path / "sw" / "point" / "beta=2.0.done").exists()
+
+    # the rerun: value 1 is skipped, value 2 (unfinished) is run again, value 3 runs
+    nb2 = make_notebook(tmp_path / "point.ipynb", SLOW_BODY.replace("time.sleep(120)", "pass"))
+    res = sweep(nb2, "beta", [1.0, 2.0, 3.0], out=tmp_path / "sw", progress=False)
+    assert res["skipped"] == [1.0] and res["done"] == [2.0, 3.0] and not res["failed"]
+    assert (tmp_path / "log.txt").read_text().split() == ["1.0", "2.0", "3.0"]
+
+
+def test_claims_are_recorded_and_gathered(tmp_path, capsys):
+    from lsr_utils.notebook import claim, write_results
+    from lsr_utils.report import write_claims
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "lsr-kit"\n')
+    ctx = setup(profile="quick", root=tmp_path, name="01_test")
+    assert write_claims(ctx.results) is None  # nothing recorded yet
+    c1 = claim("Figure 1", "more variation at beta=20", True, "0.1 -> 0.5")
+    c2 = claim("Table 2", "MSE falls", False, "40 -> 45")
+    assert "NOT reproduced (40 -> 45)" in capsys.readouterr().out
+    write_results(ctx, "fig1", {"x": 1}, claims=[c1, c2], figures=["figure1_shapes.png"])
+    md = write_claims(ctx.results).read_text()
+    assert "| Figure 1 | more variation at beta=20 | `01_test` (quick) | reproduced | 0.1 -> 0.5 | " \
+           "[figure1_shapes.png](../figures/figure1_shapes.png) |" in md
+    assert "**not reproduced**" in md and "1 of 2 claims reproduced" in md
+    with pytest.raises(LsrError, match="lacks"):
+        write_results(ctx, "bad", {}, claims=[{"claim": "x"}])
