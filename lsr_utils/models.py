@@ -141,7 +141,7 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, latent_dim) -> images (B, C, H, W) in [-1, 1]."""
-        h = self.fc(z).view(z.shape[0], 32, self.start, self.start)
+        h = self.fc(z).view(z.shape[0], -1, self.start, self.start)  # (B, 32, s, s); members side by side
         x = torch.tanh(self.to_image(self.blocks(h)))
         extra = x.shape[-1] - self.image_size
         if extra:
@@ -194,9 +194,18 @@ def dcgan_init(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """z = mu + sigma * eps, eps ~ N(0, I) (section 2.1)."""
-    eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                   members: int = 1) -> torch.Tensor:
+    """z = mu + sigma * eps, eps ~ N(0, I) (section 2.1).
+
+    ``members`` > 1 (sweep batching, :mod:`lsr_utils.stacked`): ``mu`` holds M
+    members side by side, (B, M * D); one eps of shape (B, D) is drawn, as each
+    member's own run would draw it, and shared by all members.
+    """
+    b, d = mu.shape[0], mu.shape[1] // members
+    eps = torch.randn((b, d), device=mu.device, dtype=mu.dtype, generator=generator)
+    if members > 1:
+        eps = eps.repeat(1, members)
     return mu + torch.exp(0.5 * logvar) * eps
 
 

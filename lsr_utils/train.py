@@ -32,7 +32,8 @@ from .errors import LsrError
 from .losses import discriminator_loss, generator_loss, vae_loss
 from .models import Decoder, Discriminator, Encoder, reparameterize
 from .progress import progress_bar
-from .runs import (atomic_torch_save, atomic_write_json, check_same_config, environment, load_state, now,
+from .runs import (atomic_torch_save, atomic_write_json, check_same_config, config_hash, environment,
+                   load_state, now,
                    read_config, read_json, run_dir, run_status, torch_load, write_config)
 
 
@@ -510,6 +511,232 @@ def train_lsr_gan(cfg: GANConfig, data: ImageData | None = None, *, vae: VAERun 
     _finish(path, {"generator": gen.state_dict(), "discriminator": disc.state_dict()}, history, device, started)
     gen.eval(), disc.eval()
     return GANRun(path, cfg, vae, gen, disc, history, reused=False)
+
+
+# --------------------------------------------------------------------------- sweep batching
+class StackedVAEStep:
+    """:class:`VAEStep` for M VAEs that differ only in beta, stacked side by side (:mod:`lsr_utils.stacked`).
+
+    Returns the M members' ``VAEStep.names`` values one after another (M * 4 values).
+    """
+
+    def __init__(self, cfgs: list[VAEConfig], encoder: torch.nn.Module, decoder: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, noise: torch.Generator, device: torch.device):
+        self.cfgs, self.m, self.opt, self.noise, self.device = cfgs, len(cfgs), optimizer, noise, device
+        self.encoder, self.decoder = encoder, decoder
+        self.names = tuple(f"{n}/{i}" for i in range(self.m) for n in VAEStep.names)
+
+    def __call__(self, x: torch.Tensor, global_step: int = 0) -> torch.Tensor:
+        from .stacked import members_of
+
+        m = self.m
+        with _autocast(self.device, self.cfgs[0].precision):
+            mu, logvar = self.encoder(x.repeat(1, m, 1, 1))
+            x_hat = self.decoder(reparameterize(mu, logvar, self.noise, members=m))
+        mus, lvs, xhs = members_of(mu, m), members_of(logvar, m), members_of(x_hat, m)
+        total, stats = 0.0, []
+        for i, c in enumerate(self.cfgs):
+            parts = vae_loss(_full(xhs[i]), x, _full(mus[i]), _full(lvs[i]), beta=c.beta, recon_loss=c.recon_loss)
+            total = total + parts.total
+            sse = (_full(xhs[i].detach()) - x).pow(2).sum()
+            stats += [parts.total.detach(), parts.recon.detach(), parts.kl.detach() / x.shape[0],
+                      sse / x.numel() / 4.0]
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()  # members share no parameter: each gets exactly its own gradient
+        self.opt.step()
+        return torch.stack(stats)
+
+
+class StackedGANStep:
+    """:class:`GANStep` for M LSR-GANs over one VAE that differ only in lambda, stacked side by side.
+
+    The frozen encoder is shared: it sees the M members' fakes as one batch of
+    M * B images (eval mode, so each image is encoded on its own). Returns the
+    M members' ``GANStep.names`` values one after another (M * 6 values).
+    """
+
+    def __init__(self, cfgs: list[GANConfig], encoder: Encoder, generator: torch.nn.Module,
+                 discriminator: torch.nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                 noise: torch.Generator, device: torch.device):
+        self.cfgs, self.m, self.noise, self.device = cfgs, len(cfgs), noise, device
+        self.opt_g, self.opt_d = opt_g, opt_d
+        self.encoder, self.generator, self.discriminator = encoder, generator, discriminator
+        self.disc_params = list(discriminator.parameters())
+        self.names = tuple(f"{n}/{i}" for i in range(self.m) for n in GANStep.names)
+
+    def __call__(self, x_real: torch.Tensor, global_step: int = 0) -> torch.Tensor:
+        from .stacked import members_of
+
+        m, cfg = self.m, self.cfgs[0]
+        b, latent = x_real.shape[0], cfg.vae.latent_dim
+        z = torch.randn(b, latent, device=self.device, dtype=x_real.dtype, generator=self.noise)
+        with _autocast(self.device, cfg.precision):
+            x_fake = self.generator(z.repeat(1, m))                      # (B, M*C, H, W)
+            fakes = members_of(x_fake, m).reshape(m * b, *x_real.shape[1:])
+            mu, logvar = self.encoder(fakes)                             # (M*B, latent)
+            fake_logits = self.discriminator(x_fake.detach())
+            real_logits = self.discriminator(x_real.repeat(1, m, 1, 1))
+        fl, rl = members_of(fake_logits, m), members_of(real_logits, m)
+        ds = [discriminator_loss(_full(rl[i]), _full(fl[i])) for i in range(m)]
+        self.opt_d.zero_grad(set_to_none=True)
+        sum(d.total for d in ds).backward()
+        self.opt_d.step()
+        for p in self.disc_params:
+            p.requires_grad_(False)
+        with _autocast(self.device, cfg.precision):
+            gl = members_of(self.discriminator(x_fake), m)
+        mus, lvs = mu.view(m, b, latent), logvar.view(m, b, latent)
+        gs = [generator_loss(_full(gl[i]), z, _full(mus[i]), _full(lvs[i]), lam=c.lam, reduction=c.lsr_reduction)
+              for i, c in enumerate(self.cfgs)]
+        self.opt_g.zero_grad(set_to_none=True)
+        sum(g.total for g in gs).backward()
+        self.opt_g.step()
+        for p in self.disc_params:
+            p.requires_grad_(True)
+        stats = []
+        with torch.no_grad():
+            for i, (g, d) in enumerate(zip(gs, ds)):
+                stats += [g.total.detach(), d.total.detach(), g.adversarial.detach(), g.lsr.detach(),
+                          torch.sigmoid(_full(rl[i])).mean(), torch.sigmoid(_full(fl[i])).mean()]
+        return torch.stack(stats)
+
+
+def _member_history(history: dict, names: tuple[str, ...], i: int, sweep: dict) -> dict:
+    out = {"epoch": {"epoch": history["epoch"]["epoch"]}, "steps": {"step": history["steps"]["step"]},
+           "seconds": history.get("seconds"), "sweep": sweep}
+    for part in ("epoch", "steps"):
+        for n in names:
+            out[part][n] = history[part][f"{n}/{i}"]
+    return out
+
+
+def _check_sweep(cfgs: list, field_name: str) -> None:
+    if len(cfgs) < 2:
+        raise LsrError("a batched sweep needs at least two members")
+    ref = {**cfgs[0].to_dict(), field_name: None}
+    for c in cfgs[1:]:
+        if {**c.to_dict(), field_name: None} != ref:
+            raise LsrError(f"a batched sweep's members may differ only in {field_name}; these differ elsewhere too")
+    values = [getattr(c, field_name) for c in cfgs]
+    if len(set(values)) != len(values):
+        raise LsrError(f"a batched sweep's {field_name} values must be distinct, got {values}")
+
+
+def _train_stacked(kind: str, cfgs: list, todo: list[int], paths: list[Path], sweep_path: Path, models: dict,
+                   narrow: dict, optims: dict, step, batches: DeviceBatches, noise: torch.Generator,
+                   device: torch.device, progress: bool, checkpoint_every_s: float, log_every: int,
+                   callbacks: list | None, names: tuple[str, ...], sweep_field: str) -> None:
+    """Train the wide networks with the shared loop, then write each member's run folder."""
+    from .stacked import unstack_member
+
+    sweep_path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(sweep_path / "sweep.json", {"kind": f"{kind}-sweep", "members": [cfgs[i].to_dict() for i in todo],
+                                     "started": now(), **environment()})
+    history = fit_loop(path=sweep_path, kind=f"{kind}-sweep", cfg=cfgs[todo[0]], models=models, optims=optims,
+                       step=step, batches=batches, names=step.names, device=device, noise=noise,
+                       progress=progress, checkpoint_every_s=checkpoint_every_s, checkpoint_every_steps=None,
+                       log_every=log_every, callbacks=callbacks)
+    info = {"members": len(todo), sweep_field: [getattr(cfgs[i], sweep_field) for i in todo],
+            "note": "trained side by side in one process (sweep batching); seconds are the whole sweep's"}
+    for j, i in enumerate(todo):
+        started = _start(paths[i], cfgs[i], kind, device, fresh=False)
+        weights = {}
+        for name, wide in models.items():
+            narrow[name].load_state_dict(unstack_member(wide, narrow[name], j))
+            weights[name] = narrow[name].state_dict()
+        _finish(paths[i], weights, _member_history(history, names, j, info), device, started)
+    (sweep_path / "checkpoint.pt").unlink(missing_ok=True)
+    (sweep_path / "sweep.json").unlink(missing_ok=True)
+    try:
+        sweep_path.rmdir()
+    except OSError:
+        pass
+
+
+def train_vae_sweep(cfgs: list[VAEConfig], data: ImageData | None = None, *, out: str | Path = "runs",
+                    device=None, data_root=None, progress: bool = True, checkpoint_every_s: float = 60.0,
+                    log_every: int = 50, callbacks: list | None = None) -> list[VAERun]:
+    """Train VAEs that differ only in beta at once, as one wide network (sweep batching).
+
+    Each member's run folder ends up as ``train_vae`` would write it (same
+    name, same configuration, its own weights and history); finished members
+    are reused, an interrupted sweep resumes from its checkpoint.
+    """
+    from .stacked import stack_members
+
+    _check_sweep(cfgs, "beta")
+    device = resolve_device(device)
+    paths = [run_dir(c, out) for c in cfgs]
+    for p, c in zip(paths, cfgs):
+        check_same_config(p, c)
+    todo = [i for i, p in enumerate(paths) if run_status(p) != "finished"]
+    if len(todo) >= 2:
+        cfg = cfgs[todo[0]]
+        data = _get_data(cfg, data, data_root)
+        set_seed(cfg.seed)  # the same initial weights as each member's own run
+        enc = Encoder(image_size=cfg.image_size, channels=cfg.channels, latent_dim=cfg.latent_dim)
+        dec = Decoder(image_size=cfg.image_size, channels=cfg.channels, latent_dim=cfg.latent_dim)
+        enc_w = stack_members([enc] * len(todo)).to(device).to(memory_format=torch.channels_last)
+        dec_w = stack_members([dec] * len(todo)).to(device).to(memory_format=torch.channels_last)
+        opt = _adam(list(enc_w.parameters()) + list(dec_w.parameters()), cfg.lr, cfg.adam_betas, device)
+        batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=True)
+        noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        step = StackedVAEStep([cfgs[i] for i in todo], enc_w, dec_w, opt, noise, device)
+        sweep_path = Path(out) / cfg.dataset / f"sweep-vae-{config_hash([cfgs[i].to_dict() for i in todo])}"
+        _train_stacked("vae", cfgs, todo, paths, sweep_path, {"encoder": enc_w, "decoder": dec_w},
+                       {"encoder": enc, "decoder": dec}, {"vae": opt}, step, batches, noise, device, progress,
+                       checkpoint_every_s, log_every, callbacks, VAEStep.names, "beta")
+    return [train_vae(c, data, out=out, device=device, data_root=data_root, progress=progress) for c in cfgs]
+
+
+def train_lsr_gan_sweep(cfgs: list[GANConfig], data: ImageData | None = None, *, vae: VAERun | None = None,
+                        out: str | Path = "runs", device=None, data_root=None, progress: bool = True,
+                        checkpoint_every_s: float = 60.0, log_every: int = 50,
+                        callbacks: list | None = None) -> list[GANRun]:
+    """Train LSR-GANs over one VAE that differ only in lambda at once, as one wide network (sweep batching).
+
+    As :func:`train_vae_sweep`: every member's run folder is what
+    ``train_lsr_gan`` would write; finished members are reused.
+    """
+    from .stacked import stack_members
+
+    _check_sweep(cfgs, "lam")
+    device = resolve_device(device)
+    paths = [run_dir(c, out) for c in cfgs]
+    for p, c in zip(paths, cfgs):
+        check_same_config(p, c)
+    todo = [i for i, p in enumerate(paths) if run_status(p) != "finished"]
+    if len(todo) >= 2:
+        cfg, v = cfgs[todo[0]], cfgs[todo[0]].vae
+        data = _get_data(v, data, data_root)
+        if vae is None:
+            vae = train_vae(v, data, out=out, device=device, progress=progress, log_every=log_every,
+                            checkpoint_every_s=checkpoint_every_s)
+        elif vae.config != v:
+            raise LsrError("train_lsr_gan_sweep: the VAE run given does not match the members' VAE")
+        set_seed(cfg.seed)  # the same initial weights as each member's own run, drawn in the same order
+        enc = copy.deepcopy(vae.encoder).to(device).eval()
+        enc.requires_grad_(False)
+        gen = Decoder(image_size=v.image_size, channels=v.channels, latent_dim=v.latent_dim)
+        if cfg.init == "vae":
+            gen.load_state_dict(vae.decoder.state_dict())
+        disc = Discriminator(image_size=v.image_size, channels=v.channels)
+        m = len(todo)
+        gen_w, disc_w = (stack_members([net] * m).to(device).to(memory_format=torch.channels_last)
+                         for net in (gen, disc))
+        enc = enc.to(memory_format=torch.channels_last)
+        opt_d = _adam(disc_w.parameters(), cfg.lr, cfg.adam_betas, device)
+        opt_g = _adam(gen_w.parameters(), cfg.lr, cfg.adam_betas, device)
+        batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=True)
+        noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        step = StackedGANStep([cfgs[i] for i in todo], enc, gen_w, disc_w, opt_g, opt_d, noise, device)
+        sweep_path = run_dir(v, out) / f"sweep-gan-{config_hash([cfgs[i].to_dict() for i in todo])}"
+        _train_stacked("gan", cfgs, todo, paths, sweep_path, {"generator": gen_w, "discriminator": disc_w},
+                       {"generator": gen, "discriminator": disc}, {"generator": opt_g, "discriminator": opt_d},
+                       step, batches, noise, device, progress, checkpoint_every_s, log_every, callbacks,
+                       GANStep.names, "lam")
+    return [train_lsr_gan(c, data, vae=vae, out=out, device=device, data_root=data_root, progress=progress)
+            for c in cfgs]
 
 
 # --------------------------------------------------------------------------- loading
