@@ -49,7 +49,9 @@ def _common(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--dataset", default=None, help=f"one of: {', '.join(dataset_names())} (default shapes)")
     p.add_argument("--data-root", default=None, help="folder holding local dataset files (default $LSR_DATA_ROOT or ./data)")
     p.add_argument("--profile", default=None, help="smoke | quick | paper (default: $LSR_PROFILE, smoke under CI, else quick)")
-    p.add_argument("--beta", type=_number("beta"), default=None, help="beta of the beta-VAE, eq. 5 (default 1)")
+    p.add_argument("--beta", type=_number("beta"), nargs="+", default=None,
+                   help="beta of the beta-VAE, eq. 5 (default 1)" + ("; several values train that many VAEs at "
+                                                                     "once (sweep batching)" if stage == "vae" else ""))
     p.add_argument("--epochs", type=_number("epochs", integer=True, minimum=1), default=None,
                    help=f"{stage} epochs (default: the profile's)")
     p.add_argument("--n-train", type=_number("n-train", integer=True, minimum=1), default=None,
@@ -96,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("train-gan", help="stage 2: train the LSR-GAN on a frozen VAE encoder")
     _common(g, "LSR-GAN")
-    g.add_argument("--lam", type=_number("lambda"), default=None, help="lambda of eq. 1/4 (default 1)")
+    g.add_argument("--lam", type=_number("lambda"), nargs="+", default=None,
+                   help="lambda of eq. 1/4 (default 1); several values train that many LSR-GANs over the one VAE "
+                        "at once (sweep batching)")
     g.add_argument("--vae-epochs", type=_number("vae-epochs", integer=True, minimum=1), default=None,
                    help="epochs of the VAE it builds on (default: the profile's)")
     g.add_argument("--lsr-reduction", choices=("mean", "sum"), default=None,
@@ -251,6 +255,15 @@ def _cmd_train(args, stage: str) -> int:
         from .train import check_compile
 
         check_compile(device)
+    betas, lams = args.beta or [None], getattr(args, "lam", None) or [None]
+    if stage == "gan" and len(betas) > 1:
+        raise LsrError("train-gan takes one --beta (the VAE its LSR-GANs share); train several betas with "
+                       "`lsr train-vae --beta B1 B2 ...`, then `lsr train-gan --beta B` for each")
+    if len(betas) > 1 or len(lams) > 1:
+        return _cmd_train_sweep(args, stage, betas if stage == "vae" else lams)
+    args.beta = betas[0]
+    if stage == "gan":
+        args.lam = lams[0]
     if args.resume:
         cfg, out = _resume_target(args, stage)
         if run_status(Path(args.resume)) == "new":
@@ -268,6 +281,38 @@ def _cmd_train(args, stage: str) -> int:
     last = {k: v[-1] for k, v in run.history.get("epoch", {}).items() if v and k != "epoch"}
     print(f"done: {run.path}" + ("" if not last else "  (last epoch: " +
                                  ", ".join(f"{k}={v:.4g}" for k, v in last.items()) + ")"))
+    return 0
+
+
+def _cmd_train_sweep(args, stage: str, values: list) -> int:
+    """Several betas (train-vae) or lambdas (train-gan) at once: one wide network (sweep batching)."""
+    import copy
+
+    from .runs import run_dir, run_status
+    from .train import train_lsr_gan_sweep, train_vae_sweep
+
+    for flag in ("resume", "fresh", "compile"):
+        if getattr(args, flag):
+            raise LsrError(f"--{flag} applies to one run; give one --{'beta' if stage == 'vae' else 'lam'} value "
+                           "to use it")
+    cfgs = []
+    for v in values:
+        a = copy.copy(args)
+        if stage == "vae":
+            a.beta = v
+        else:
+            a.beta, a.lam = (args.beta or [None])[0], v
+        cfg = _configs(a, stage)
+        cfgs.append(cfg.vae if stage == "vae" else cfg)
+    out = Path(args.out)
+    todo = [c for c in cfgs if run_status(run_dir(c, out)) != "finished"]
+    name = "beta" if stage == "vae" else "lambda"
+    print(f"{len(cfgs)} {name} values: {len(cfgs) - len(todo)} finished (reused), {len(todo)} to train "
+          + ("at once" if len(todo) > 1 else ""), file=sys.stderr)
+    common = dict(out=out, device=args.device, data_root=args.data_root, progress=not args.no_progress)
+    runs = (train_vae_sweep if stage == "vae" else train_lsr_gan_sweep)(cfgs, **common)
+    for r in runs:
+        print(f"done: {r.path}")
     return 0
 
 

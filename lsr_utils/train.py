@@ -611,8 +611,8 @@ def _member_history(history: dict, names: tuple[str, ...], i: int, sweep: dict) 
 
 
 def _check_sweep(cfgs: list, field_name: str) -> None:
-    if len(cfgs) < 2:
-        raise LsrError("a batched sweep needs at least two members")
+    if not cfgs:
+        raise LsrError("a sweep needs at least one member")
     ref = {**cfgs[0].to_dict(), field_name: None}
     for c in cfgs[1:]:
         if {**c.to_dict(), field_name: None} != ref:

@@ -153,3 +153,15 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
     for part in ("encoder", "decoder"):
         for k in wa[part]:
             assert torch.equal(wa[part][k], wb[part][k]), (part, k)
+
+
+def test_several_betas_or_lambdas_train_at_once(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train-vae", "--beta", "1", "4", *SMOKE, "--out", str(tmp_path))
+    assert code == 0, err
+    assert "2 beta values: 0 finished (reused), 2 to train at once" in err
+    done = [line.split("done: ")[1] for line in out.splitlines() if line.startswith("done: ")]
+    assert len(done) == 2 and all((tmp_path / os.path.relpath(d, tmp_path) / "weights.pt").exists() for d in done)
+    code, out, err = run_cli(capsys, "train-gan", "--beta", "1", "4", "--lam", "1", *SMOKE, "--out", str(tmp_path))
+    assert code == 2 and "train-gan takes one --beta" in err
+    code, out, err = run_cli(capsys, "train-gan", "--lam", "0.5", "2", "--fresh", *SMOKE, "--out", str(tmp_path))
+    assert code == 2 and "--fresh applies to one run" in err
