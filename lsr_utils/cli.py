@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-fid", action="store_true", help="skip FID (the offline classifier score is still computed)")
     e.add_argument("--classifier", default=None, metavar="CLASSIFIER_DIR",
                    help="a finished classifier run of the same dataset (default: train or reuse one)")
+    e.add_argument("--fresh", action="store_true", help="measure again even if metrics.json is up to date")
     e.add_argument("--no-progress", action="store_true")
 
     sw = sub.add_parser("sweep", help="run a notebook once per parameter value (papermill), then gather the tables")
@@ -345,7 +346,7 @@ def _cmd_evaluate(args) -> int:
     clf = load_classifier(args.classifier, args.device) if args.classifier else None
     rec = evaluate_run(args.run, data_root=args.data_root, device=args.device, classifier=clf,
                        fid_weights=args.fid_weights, use_fid=not args.no_fid, n_test=args.n_test, k=args.samples,
-                       command=_command_line(), progress=not args.no_progress)
+                       command=_command_line(), progress=not args.no_progress, reuse=not args.fresh)
     v = rec["values"]
     print(f"wrote {Path(args.run) / 'metrics.json'}  ({rec['dataset']}, {rec['profile']} profile, "
           f"beta={rec['beta']:g}, lambda={rec['lam']:g}, {rec['n_test']} test images)")

@@ -104,13 +104,17 @@ def collapse_check(samples: torch.Tensor, reference: torch.Tensor, threshold: fl
 def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifier_profile: str | None = None,
                  fid_weights=None, use_fid: bool = True, n_test: int | None = None, k: int = 10,
                  n_variance: int | None = None, out_root=None, command: str | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, reuse: bool = True) -> dict:
     """Evaluate a finished LSR-GAN run (and its VAE) and write ``<run>/metrics.json``.
 
     Computes every number of the paper's Tables 1-2 and section 2.2 that the
     run can give: MSE, sample variance, absolute/relative classification,
     sharpness, the offline classifier Frechet distance (``kit_cfd``) and, when
     the Inception weights are available, FID (test- and random-seeded).
+
+    With ``reuse`` (default), an existing ``metrics.json`` written with the
+    same settings, after the run's weights, is returned instead of measuring
+    again (as finished runs are reused instead of retrained).
     """
     import time
     from pathlib import Path
@@ -120,7 +124,8 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     from .errors import LsrError
     from .fid import InceptionFID, cached_statistics, distance
     from .metrics import accuracy
-    from .runs import atomic_write_json, environment, now
+    from . import __version__
+    from .runs import atomic_write_json, environment, now, read_json
     from .train import load_run
 
     t0 = time.monotonic()
@@ -131,6 +136,19 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
                        f"which measures both decoders")
     cfg = run.config
     profile = infer_profile(cfg)
+    settings = {"n_test": n_test, "k": k, "n_variance": n_variance, "use_fid": use_fid,
+                "fid_weights": str(fid_weights) if fid_weights else None,
+                "classifier": str(classifier.path) if isinstance(classifier, ClassifierRun) else classifier_profile,
+                "lsr_version": __version__}
+    cached = path / "metrics.json"
+    if reuse and cached.exists():
+        try:
+            old = read_json(cached)
+        except LsrError:
+            old = {}
+        newest_weights = max((path / "weights.pt").stat().st_mtime, (path.parent / "weights.pt").stat().st_mtime)
+        if old.get("settings") == settings and cached.stat().st_mtime > newest_weights:
+            return old
     data = load_data(cfg.vae.dataset, root=data_root, n_test=n_test, seed=cfg.vae.data_seed,
                      n_train=(cfg.vae.n_train or 20000) if cfg.vae.dataset == "shapes" else None)
     test_x, test_y = data.test_x, data.test_y
@@ -203,7 +221,7 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
         "run": str(path), "dataset": cfg.vae.dataset, "profile": profile, "beta": cfg.vae.beta, "lam": cfg.lam,
         "lsr_reduction": cfg.lsr_reduction, "vae_epochs": cfg.vae.epochs, "gan_epochs": cfg.epochs,
         "n_train": cfg.vae.n_train, "n_test": n, "values": values, "scores": scores, "fid": fid,
-        "collapse": collapse,
+        "collapse": collapse, "settings": settings,
         "classifier": {"run": str(classifier.path), **classifier.metrics},
         "provenance": {"command": command or f"lsr evaluate {path}", "evaluated": now(),
                        "eval_seconds": round(time.monotonic() - t0, 1), "environment": environment(),

@@ -104,10 +104,35 @@ def write_results(ctx: Context, stem: str, record: dict, *, claims: list[dict] |
     return path
 
 
+WITHIN_NOISE = "within noise"
+VERDICT_WORDS = {True: "reproduced", False: "NOT reproduced", None: "not tested",
+                 WITHIN_NOISE: "within noise (neither shown nor refuted)"}
+
+
+def trend(first: dict, second: dict, direction: str, z: float = 2.0):
+    """Did a value go ``"up"`` or ``"down"`` from ``first`` to ``second`` (dicts with ``mean`` and ``sem``)?
+
+    True when the change has that sign and exceeds ``z`` combined standard
+    errors, False when it has the other sign and exceeds them, else
+    ``WITHIN_NOISE``. A claim's verdict should not rest on a difference its
+    error bars do not support.
+    """
+    if direction not in ("up", "down"):
+        raise LsrError(f"trend direction must be 'up' or 'down', got {direction!r}")
+    diff = second["mean"] - first["mean"]
+    se = ((first.get("sem") or 0.0) ** 2 + (second.get("sem") or 0.0) ** 2) ** 0.5
+    if abs(diff) <= z * se:
+        return WITHIN_NOISE
+    return (diff > 0) == (direction == "up")
+
+
 def claim(where: str, text: str, reproduced, evidence: str) -> dict:
-    """One of the paper's claims as a notebook measured it (see :func:`write_results`); prints the verdict."""
-    verdict = None if reproduced is None else bool(reproduced)
-    word = {True: "reproduced", False: "NOT reproduced", None: "not tested"}[verdict]
+    """One of the paper's claims as a notebook measured it (see :func:`write_results`); prints the verdict.
+
+    ``reproduced``: True, False, None (not tested) or ``WITHIN_NOISE`` (see :func:`trend`).
+    """
+    verdict = reproduced if reproduced in (None, WITHIN_NOISE) else bool(reproduced)
+    word = VERDICT_WORDS[verdict]
     print(f"{where}: claim '{text}': {word} ({evidence})")
     return {"where": where, "claim": text, "reproduced": verdict, "evidence": evidence}
 

@@ -50,6 +50,15 @@ def test_evaluate_run_writes_all_metrics(trained):
     assert rec["profile"] == "custom" and rec["n_test"] == 300
     assert rec["scores"]["kit_cfd_test_vae"] >= 0 and rec["fid"] == {"available": False}
     assert rec["provenance"]["command"] == "test"
+    # same settings, weights unchanged: the record is reused, not measured again
+    again = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="other", n_test=300, k=4)
+    assert again["provenance"] == rec["provenance"]
+    # other settings, or reuse=False: measured again
+    fresh = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="k3", n_test=300, k=3)
+    assert fresh["provenance"]["command"] == "k3"
+    forced = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="forced", n_test=300, k=3,
+                          reuse=False)
+    assert forced["provenance"]["command"] == "forced"
 
 
 def test_evaluate_refuses_other_dataset_classifier_and_unfinished_runs(trained, tmp_path):
