@@ -135,9 +135,15 @@ def build_tables(records: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def write_report(runs: str | Path = "runs", out: str | Path = "results", command: str | None = None) -> list[Path]:
-    """Write ``report.md`` and one CSV per table and (dataset, profile); returns the files written."""
+def write_report(runs: str | Path = "runs", out: str | Path = "results", command: str | None = None,
+                 include_smoke: bool = False) -> list[Path]:
+    """Write ``report.md`` and one CSV per table and (dataset, profile); returns the files written.
+
+    Runs of the ``smoke`` profile (CI's seconds-long runs) are left out unless ``include_smoke``.
+    """
     recs = load_records(runs)
+    if not include_smoke and any(r["profile"] != "smoke" for r in recs):
+        recs = [r for r in recs if r["profile"] != "smoke"]
     if not recs:
         raise LsrError(f"no evaluated runs under {runs}: run `lsr evaluate RUN_DIR` on LSR-GAN runs first")
     tables = build_tables(recs)
@@ -165,13 +171,14 @@ def write_report(runs: str | Path = "runs", out: str | Path = "results", command
             f = out / f"{name}_{stem}.csv"
             atomic_write_bytes(f, _csv(header, body).encode())
             written.append(f)
-        md += ["### Provenance", "", "| run | beta | lambda | epochs (VAE/GAN) | n_test | hardware | command | evaluated |",
-               "|---|---|---|---|---|---|---|---|"]
+        md += ["### Provenance", "", "| run | beta | lambda | training images | epochs (VAE/GAN) | n_test | hardware | "
+               "command | evaluated |", "|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(t["records"], key=lambda r: (r["beta"], r["lam"])):
             env = r["provenance"]["environment"]
             hw = env.get("cuda_device") if env.get("cuda_device") not in (None, "cpu") else \
                 f"CPU ({env.get('processor')}, {env.get('cpu_threads')} threads)"
-            md.append(f"| `{r['run']}` | {r['beta']:g} | {r['lam']:g} | {r['vae_epochs']}/{r['gan_epochs']} | "
+            md.append(f"| `{r['run']}` | {r['beta']:g} | {r['lam']:g} | {r.get('n_train') or 'all'} | "
+                      f"{r['vae_epochs']}/{r['gan_epochs']} | "
                       f"{r['n_test']} | {hw} | `{r['provenance']['command']}` | {r['provenance']['evaluated']} |")
         md.append("")
     md += ["Environment of this report: " + json.dumps({k: v for k, v in environment().items()
@@ -211,8 +218,9 @@ def write_claims(results: str | Path = "results", out: str | Path | None = None)
           "| where in the paper | claim | notebook (profile) | verdict | evidence | kit figure |", "|---|---|---|---|---|---|"]
     for nb, profile, src, c, figs in rows:
         links = ", ".join(f"[{Path(g).name}](../figures/{Path(g).name})" for g in figs) or "-"
-        md.append(f"| {c['where']} | {c['claim']} | `{nb}` ({profile}) | {word.get(c['reproduced'], c['reproduced'])} | "
-                  f"{c['evidence']} | {links} |")
+        cell = lambda t: str(t).replace("|", "\\|")  # noqa: E731  (q(z|x) inside a table cell)
+        md.append(f"| {cell(c['where'])} | {cell(c['claim'])} | `{nb}` ({profile}) | "
+                  f"{word.get(c['reproduced'], c['reproduced'])} | {cell(c['evidence'])} | {links} |")
     n_ok = sum(1 for r in rows if r[3]["reproduced"] is True)
     md += ["", f"{n_ok} of {len(rows)} claims reproduced.", ""]
     path = Path(out) if out else results / "claims.md"
