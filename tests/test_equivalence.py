@@ -146,7 +146,7 @@ def test_compiled_step_matches_eager(stage):
             e, d = _channels_last(*mods)
             step = VAEStep(cfg, e, d, _adam(list(e.parameters()) + list(d.parameters()), cfg.lr, cfg.adam_betas,
                                             dev), torch.Generator().manual_seed(3), dev, compile=compile_)
-            runs.append(np.array([step(x).tolist() for _, x in _batches()[:3]]))
+            runs.append(np.array([step(x.float()).tolist() for _, x in _batches()[:3]]))
     else:
         cfg = GANConfig(vae=VAEConfig(dataset="cifar10"))
         mods = (Encoder().eval(), Decoder(), Discriminator())
@@ -157,5 +157,5 @@ def test_compiled_step_matches_eager(stage):
             step = GANStep(cfg, e.eval(), g, d, _adam(g.parameters(), cfg.lr, cfg.adam_betas, dev),
                            _adam(d.parameters(), cfg.lr, cfg.adam_betas, dev), torch.Generator().manual_seed(3), dev,
                            compile=compile_)
-            runs.append(np.array([step(x).tolist() for _, x in _batches()[:3]]))
+            runs.append(np.array([step(x.float()).tolist() for _, x in _batches()[:3]]))
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-3, atol=1e-5)
