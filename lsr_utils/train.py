@@ -610,6 +610,15 @@ def _member_history(history: dict, names: tuple[str, ...], i: int, sweep: dict) 
     return out
 
 
+def _sweep_plan(cfgs: list, field_name: str, device, out) -> tuple[torch.device, list[Path], list[int]]:
+    """Check a sweep's members; return the device, each member's run folder and the unfinished members."""
+    _check_sweep(cfgs, field_name)
+    paths = [run_dir(c, out) for c in cfgs]
+    for p, c in zip(paths, cfgs):
+        check_same_config(p, c)
+    return resolve_device(device), paths, [i for i, p in enumerate(paths) if run_status(p) != "finished"]
+
+
 def _check_sweep(cfgs: list, field_name: str) -> None:
     if not cfgs:
         raise LsrError("a sweep needs at least one member")
@@ -664,12 +673,7 @@ def train_vae_sweep(cfgs: list[VAEConfig], data: ImageData | None = None, *, out
     """
     from .stacked import stack_members
 
-    _check_sweep(cfgs, "beta")
-    device = resolve_device(device)
-    paths = [run_dir(c, out) for c in cfgs]
-    for p, c in zip(paths, cfgs):
-        check_same_config(p, c)
-    todo = [i for i, p in enumerate(paths) if run_status(p) != "finished"]
+    device, paths, todo = _sweep_plan(cfgs, "beta", device, out)
     if len(todo) >= 2:
         cfg = cfgs[todo[0]]
         data = _get_data(cfg, data, data_root)
@@ -700,12 +704,7 @@ def train_lsr_gan_sweep(cfgs: list[GANConfig], data: ImageData | None = None, *,
     """
     from .stacked import stack_members
 
-    _check_sweep(cfgs, "lam")
-    device = resolve_device(device)
-    paths = [run_dir(c, out) for c in cfgs]
-    for p, c in zip(paths, cfgs):
-        check_same_config(p, c)
-    todo = [i for i, p in enumerate(paths) if run_status(p) != "finished"]
+    device, paths, todo = _sweep_plan(cfgs, "lam", device, out)
     if len(todo) >= 2:
         cfg, v = cfgs[todo[0]], cfgs[todo[0]].vae
         data = _get_data(v, data, data_root)
