@@ -64,6 +64,19 @@ def _max_diff(a, b):
     return max(float((x.detach() - y.detach()).abs().max()) for x, y in zip(a.parameters(), b.parameters()))
 
 
+def _compare(separate, stacked, nets, wides, templates, batches):
+    """Stacked step vs the separate steps: equal losses every step, equal weights at the end."""
+    for x in batches:
+        want = torch.cat([s(x) for s in separate])
+        got = stacked(x)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-8, atol=1e-12)
+    for i, own in enumerate(nets):
+        for net, wide, template in zip(own, wides, templates):
+            cut = copy.deepcopy(template)
+            cut.load_state_dict(unstack_member(wide, template, i))
+            assert _max_diff(net, cut) < 1e-6
+
+
 def test_stacked_gan_step_equals_separate_runs():
     lams = (0.1, 1.0, 10.0)
     torch.manual_seed(1)
@@ -79,15 +92,7 @@ def test_stacked_gan_step_equals_separate_runs():
     gw, dw = stack_members([gen] * 3), stack_members([disc] * 3)
     stacked = StackedGANStep(cfgs, enc, gw, dw, _adam(gw.parameters(), 2e-4, (0.5, 0.999), CPU),
                              _adam(dw.parameters(), 2e-4, (0.5, 0.999), CPU), torch.Generator().manual_seed(3), CPU)
-    for x in _batches(4):
-        want = torch.cat([s(x) for s in separate])
-        got = stacked(x)
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-8, atol=1e-12)
-    for i, (g, d) in enumerate(nets):
-        g2, d2 = copy.deepcopy(gen), copy.deepcopy(disc)
-        g2.load_state_dict(unstack_member(gw, gen, i))
-        d2.load_state_dict(unstack_member(dw, disc, i))
-        assert _max_diff(g, g2) < 1e-6 and _max_diff(d, d2) < 1e-6
+    _compare(separate, stacked, nets, (gw, dw), (gen, disc), _batches(4))
     assert _max_diff(nets[0][0], nets[2][0]) > 1e-4  # lambda mattered: the members did diverge
 
 
@@ -105,15 +110,7 @@ def test_stacked_vae_step_equals_separate_runs():
     ew, dw = stack_members([enc] * 3), stack_members([dec] * 3)
     stacked = StackedVAEStep(cfgs, ew, dw, _adam(list(ew.parameters()) + list(dw.parameters()), 2e-4, (0.5, 0.999),
                                                  CPU), torch.Generator().manual_seed(4), CPU)
-    for x in _batches(4, seed=1):
-        want = torch.cat([s(x) for s in separate])
-        got = stacked(x)
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-8, atol=1e-12)
-    for i, (e, d) in enumerate(nets):
-        e2, d2 = copy.deepcopy(enc), copy.deepcopy(dec)
-        e2.load_state_dict(unstack_member(ew, enc, i))
-        d2.load_state_dict(unstack_member(dw, dec, i))
-        assert _max_diff(e, e2) < 1e-6 and _max_diff(d, d2) < 1e-6
+    _compare(separate, stacked, nets, (ew, dw), (enc, dec), _batches(4, seed=1))
 
 
 def test_sweep_functions_write_the_runs_separate_training_would(tmp_path):
