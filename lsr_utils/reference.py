@@ -6,7 +6,9 @@ dataset turns each uint8 image into a tensor through PIL, ``ToTensor`` and
 ``Normalize`` one item at a time (what torchvision's ``CIFAR10`` does),
 ``torch.optim.Adam`` with its default implementation, the discriminator's
 sigmoid followed by ``binary_cross_entropy`` against 3x2x2 target maps, and a
-``.item()`` host sync on every step's losses.
+``.item()`` host sync on every step's losses. Its decoder/generator upsamples
+then convolves, literally (``use_reference_upsampling``), where the kit's
+fuses the two (:func:`lsr_utils.models.upsample_conv3x3`).
 
 It exists for two uses only, so that neither defines it a second time:
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import Decoder, Discriminator, Encoder
+from .models import Decoder, Discriminator, Encoder, use_reference_upsampling
 
 
 class ReferenceStyleDataset(torch.utils.data.Dataset):
@@ -58,7 +60,7 @@ class ReferenceVAEStep:
 
     def __init__(self, encoder: Encoder, decoder: Decoder, *, beta: float = 1.0, lr: float = 2e-4,
                  betas=(0.5, 0.999), noise: torch.Generator | None = None):
-        self.enc, self.dec, self.beta, self.noise = encoder, decoder, beta, noise
+        self.enc, self.dec, self.beta, self.noise = encoder, use_reference_upsampling(decoder), beta, noise
         self.opt = torch.optim.Adam(list(encoder.parameters()) + list(decoder.parameters()), lr=lr, betas=betas)
 
     def __call__(self, data: torch.Tensor) -> tuple[float, float, float]:
@@ -81,7 +83,8 @@ class ReferenceGANStep:
 
     def __init__(self, encoder: Encoder, generator: Decoder, discriminator: Discriminator, *, lam: float = 1.0,
                  lr: float = 2e-4, betas=(0.5, 0.999), latent_dim: int = 128, noise: torch.Generator | None = None):
-        self.enc, self.gen, self.disc, self.lam, self.noise = encoder.eval(), generator, discriminator, lam, noise
+        self.enc, self.disc, self.lam, self.noise = encoder.eval(), discriminator, lam, noise
+        self.gen = use_reference_upsampling(generator)
         self.latent_dim = latent_dim
         for p in self.enc.parameters():
             p.requires_grad = False

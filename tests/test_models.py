@@ -46,3 +46,47 @@ def test_unused_shortcut_bn_gets_no_gradient():
     dec(torch.randn(4, 128)).sum().backward()
     assert dec.blocks[0].shortcut_bn.weight.grad is None
     assert dec.blocks[0].conv1.weight.grad is not None
+
+
+@pytest.mark.parametrize("groups,bias", [(1, False), (2, True), (4, False)])
+def test_fused_upsample_conv_is_upsample_then_conv(groups, bias):
+    """``upsample_conv3x3`` computes the same map as interpolate + conv, values and gradients (float64)."""
+    import torch.nn.functional as F
+
+    from lsr_utils.models import upsample_conv3x3
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 12, 3, padding=1, bias=bias, groups=groups).double()
+    x = torch.randn(3, 8, 5, 7, dtype=torch.float64, requires_grad=True)
+    want = conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+    got = upsample_conv3x3(x, conv)
+    assert got.shape == want.shape == (3, 12, 10, 14)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(want)
+    grads_want = torch.autograd.grad(want, (x, conv.weight), g)
+    grads_got = torch.autograd.grad(got, (x, conv.weight), g)
+    for a, b in zip(grads_got, grads_want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # a kernel whose taps are permuted is a different map: the comparison can fail
+    with torch.no_grad():
+        conv.weight.copy_(conv.weight.flip(-1))
+    assert not torch.allclose(upsample_conv3x3(x, conv), want)
+
+
+def test_fused_decoder_equals_reference_decoder():
+    from lsr_utils.models import use_reference_upsampling
+
+    torch.manual_seed(1)
+    fused = Decoder().double()
+    literal = use_reference_upsampling(Decoder().double())
+    literal.load_state_dict(fused.state_dict())
+    z = torch.randn(6, 128, dtype=torch.float64)
+    torch.testing.assert_close(fused(z), literal(z), rtol=1e-10, atol=1e-12)
+    assert all(not b.fused for b in literal.blocks) and all(b.fused for b in fused.blocks)
+
+
+def test_fused_upsample_conv_rejects_other_convolutions():
+    from lsr_utils.models import upsample_conv3x3
+
+    with pytest.raises(LsrError, match="3x3"):
+        upsample_conv3x3(torch.zeros(1, 4, 4, 4), torch.nn.Conv2d(4, 4, 5, padding=2))
