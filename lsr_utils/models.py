@@ -10,6 +10,7 @@ Shapes are noted as ``(B, C, H, W)``.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -251,6 +252,53 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gene
     if members > 1:
         eps = eps.repeat(1, members)
     return mu + torch.exp(0.5 * logvar) * eps
+
+
+def _fold_into(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
+    """Give ``layer`` (conv or linear) the per-channel affine map of eval-mode ``bn`` (weights scaled, bias set)."""
+    if not bn.track_running_stats or bn.running_mean is None:
+        raise LsrError("fold_batchnorm needs BatchNorm layers with running statistics")
+    with torch.no_grad():
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+        w = layer.weight
+        fmt = torch.channels_last if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) \
+            else torch.contiguous_format
+        new_w = (w * scale.view(-1, *([1] * (w.dim() - 1)))).contiguous(memory_format=fmt)
+        bias = shift if layer.bias is None else layer.bias * scale + shift
+    layer.weight = nn.Parameter(new_w, requires_grad=False)
+    layer.bias = nn.Parameter(bias.to(w.dtype), requires_grad=False)
+
+
+def fold_batchnorm(encoder: "Encoder") -> "Encoder":
+    """A frozen inference copy of ``encoder`` with each BatchNorm folded into the layer before it.
+
+    In eval mode a BatchNorm is a fixed per-channel affine map, so conv-then-BN
+    is one conv with scaled weights and a bias: the same function, with the
+    BatchNorm passes (forward and backward) gone. Stage 2 encodes G(z) with
+    the frozen encoder on every step, and uses this copy (the run's encoder
+    weights are not touched). Equal to the original in exact arithmetic;
+    ``tests/test_models.py`` compares both in float64, values and input gradients.
+    """
+    if not isinstance(encoder, Encoder):
+        raise LsrError(f"fold_batchnorm expects an Encoder, got {type(encoder).__name__}")
+    if encoder.training:
+        raise LsrError("fold_batchnorm: the encoder is in training mode (its BatchNorm uses batch statistics); "
+                       "call .eval() first")
+    folded = copy.deepcopy(encoder).eval()
+    for block in folded.features:
+        _fold_into(block.conv1, block.bn1)
+        _fold_into(block.conv2, block.bn2)
+        block.bn1, block.bn2 = nn.Identity(), nn.Identity()
+        if isinstance(block.shortcut, nn.Sequential):
+            _fold_into(block.shortcut[0], block.shortcut[1])
+            block.shortcut[1] = nn.Identity()
+    _fold_into(folded.fc[0], folded.fc[1])
+    folded.fc[1] = nn.Identity()
+    folded.requires_grad_(False)
+    return folded
 
 
 def use_reference_upsampling(module: nn.Module, on: bool = True) -> nn.Module:

@@ -30,7 +30,7 @@ from .config import GANConfig, VAEConfig
 from .data import DeviceBatches, ImageData, load_data
 from .errors import LsrError
 from .losses import discriminator_loss, generator_loss, vae_loss
-from .models import Decoder, Discriminator, Encoder, reparameterize
+from .models import Decoder, Discriminator, Encoder, fold_batchnorm, reparameterize
 from .progress import progress_bar
 from .runs import (atomic_torch_save, atomic_write_json, check_same_config, config_hash, environment,
                    load_state, now,
@@ -377,7 +377,9 @@ class VAEStep:
 class GANStep:
     """One optimisation step of stage 2: D by eq. 3, then G by eq. 4 (adversarial + lambda * LSR, eq. 1).
 
-    The encoder is frozen (eval mode, no gradients to its weights). Returns
+    The encoder is frozen (eval mode, no gradients to its weights); the step
+    runs it with its BatchNorms folded into the preceding layers
+    (:func:`lsr_utils.models.fold_batchnorm`), which is the same function. Returns
     ``(g_loss, d_loss, g_adversarial, lsr, d_real, d_fake)`` on the device.
     """
 
@@ -388,7 +390,8 @@ class GANStep:
                  device: torch.device, compile: bool = False):
         self.cfg, self.opt_g, self.opt_d, self.noise, self.device = cfg, opt_g, opt_d, noise, device
         self.disc_params = list(discriminator.parameters())
-        self.encoder = _maybe_compile(encoder, compile, device)
+        # the frozen encoder in eval mode, its BatchNorms folded into the convs (same function, fewer passes)
+        self.encoder = _maybe_compile(fold_batchnorm(encoder), compile, device)
         self.generator = _maybe_compile(generator, compile, device)
         self.discriminator = _maybe_compile(discriminator, compile, device)
 
@@ -560,7 +563,7 @@ class StackedGANStep:
                  noise: torch.Generator, device: torch.device):
         self.cfgs, self.m, self.noise, self.device = cfgs, len(cfgs), noise, device
         self.opt_g, self.opt_d = opt_g, opt_d
-        self.encoder, self.generator, self.discriminator = encoder, generator, discriminator
+        self.encoder, self.generator, self.discriminator = fold_batchnorm(encoder), generator, discriminator
         self.disc_params = list(discriminator.parameters())
         self.names = tuple(f"{n}/{i}" for i in range(self.m) for n in GANStep.names)
 

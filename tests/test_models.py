@@ -90,3 +90,47 @@ def test_fused_upsample_conv_rejects_other_convolutions():
 
     with pytest.raises(LsrError, match="3x3"):
         upsample_conv3x3(torch.zeros(1, 4, 4, 4), torch.nn.Conv2d(4, 4, 5, padding=2))
+
+
+def _trained_looking_encoder():
+    """An encoder whose BatchNorms hold non-trivial running statistics and affine parameters."""
+    torch.manual_seed(3)
+    enc = Encoder().double()
+    with torch.no_grad():
+        for m in enc.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.2, 3.0)
+                m.weight.normal_(1, 0.3)
+                m.bias.normal_(0, 0.3)
+    return enc.eval()
+
+
+def test_folded_encoder_is_the_same_function():
+    from lsr_utils.models import fold_batchnorm
+
+    enc = _trained_looking_encoder()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    folded = fold_batchnorm(enc)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    assert not any(p.requires_grad for p in folded.parameters())
+    x = torch.randn(5, 3, 32, 32, dtype=torch.float64, requires_grad=True)
+    for a, b in zip(folded(x), enc(x)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # the input gradient, which is what stage 2 needs from the frozen encoder
+    ga = torch.autograd.grad(sum(t.square().sum() for t in folded(x)), x)[0]
+    gb = torch.autograd.grad(sum(t.square().sum() for t in enc(x)), x)[0]
+    torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-10)
+    # the original is untouched
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+    # negative control: the same comparison sees a different running mean
+    with torch.no_grad():
+        enc.features[0].bn1.running_mean.add_(0.01)
+    assert not torch.allclose(folded(x)[0], enc(x)[0], rtol=1e-6)
+
+
+def test_folding_refuses_a_training_mode_encoder():
+    from lsr_utils.models import fold_batchnorm
+
+    with pytest.raises(LsrError, match="eval"):
+        fold_batchnorm(Encoder().train())
