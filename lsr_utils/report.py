@@ -6,6 +6,13 @@ and section 2.2 (sharpness and FID at beta = lambda = 1). One set of tables is
 written per (dataset, profile), in Markdown and CSV, with the provenance of
 every run (command, hardware, time). Cells read ``kit ± s.e. (paper: ...)``;
 a collapsed GAN reads "model collapse", as in the paper.
+
+Run folders hold weights and stay out of version control, so the report also
+keeps every evaluation record it used in ``results/records/`` (small JSON
+files, meant to be committed) and reads them back, with the records the
+notebooks embed in their results files: a report regenerated on another
+machine, or after ``runs/`` was cleaned, still holds every number on record.
+Where a run was evaluated more than once, the latest evaluation counts.
 """
 from __future__ import annotations
 
@@ -87,6 +94,53 @@ def load_records(runs: str | Path = "runs") -> list[dict]:
     return recs
 
 
+def _record_key(r: dict) -> tuple:
+    """A run's identity across machines: dataset, profile and its folder relative to the dataset's."""
+    return (r["dataset"], r["profile"], "/".join(Path(str(r["run"])).parts[-2:]))
+
+
+def _evaluated(r: dict) -> str:
+    return str((r.get("provenance") or {}).get("evaluated") or "")
+
+
+def archived_records(results: str | Path = "results") -> list[dict]:
+    """Evaluation records kept under ``results``: ``records/*.json`` and those embedded in notebook results."""
+    results = Path(results)
+    recs = []
+    for f in sorted(results.glob("records/*.json")) + sorted(results.glob("*.json")):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(d, dict):
+            continue
+        found = [d] if f.parent.name == "records" else [d.get("record")] + list(d.get("records") or [])
+        recs += [r for r in found if isinstance(r, dict) and "values" in r and "beta" in r and "run" in r]
+    return recs
+
+
+def merge_records(records: list[dict]) -> list[dict]:
+    """One record per run (the latest evaluation), ordered by evaluation time."""
+    latest: dict[tuple, dict] = {}
+    for r in records:
+        k = _record_key(r)
+        if k not in latest or _evaluated(r) >= _evaluated(latest[k]):
+            latest[k] = r
+    return sorted(latest.values(), key=_evaluated)
+
+
+def _archive(records: list[dict], out: Path) -> list[Path]:
+    written = []
+    for r in records:
+        name = "_".join((r["dataset"], r["profile"]) + tuple(Path(str(r["run"])).parts[-2:]))
+        f = out / "records" / (name + ".json")
+        body = json.dumps(r, indent=1, sort_keys=True).encode()
+        if not f.exists() or f.read_bytes() != body:
+            atomic_write_bytes(f, body)
+            written.append(f)
+    return written
+
+
 def _grid(rows, columns, cell):
     return [[cell(r, c) for c in columns] for r in rows]
 
@@ -139,16 +193,19 @@ def write_report(runs: str | Path = "runs", out: str | Path = "results", command
                  include_smoke: bool = False) -> list[Path]:
     """Write ``report.md`` and one CSV per table and (dataset, profile); returns the files written.
 
-    Runs of the ``smoke`` profile (CI's seconds-long runs) are left out unless ``include_smoke``.
+    Records come from the runs under ``runs`` and from those kept in ``out`` (see the module's
+    docstring); every record used is kept in ``out/records/``. Runs of the ``smoke`` profile (CI's
+    seconds-long runs) are left out unless ``include_smoke``.
     """
-    recs = load_records(runs)
+    out = Path(out)
+    recs = merge_records(load_records(runs) + archived_records(out))
     if not include_smoke and any(r["profile"] != "smoke" for r in recs):
         recs = [r for r in recs if r["profile"] != "smoke"]
     if not recs:
-        raise LsrError(f"no evaluated runs under {runs}: run `lsr evaluate RUN_DIR` on LSR-GAN runs first")
+        raise LsrError(f"no evaluated runs under {runs} and none kept in {out / 'records'}: "
+                       "run `lsr evaluate RUN_DIR` on LSR-GAN runs first")
     tables = build_tables(recs)
-    out = Path(out)
-    written = []
+    written = _archive(recs, out)
     md = ["# lsr-kit results: kit values beside the paper's", "",
           f"Generated {now()} by `{command or 'lsr report'}`. Each cell: kit value ± standard error (paper's "
           "value ± its standard error). Paper values are CIFAR-10; compare like with like (dataset and profile "

@@ -93,5 +93,16 @@ def test_report_layout_and_provenance(trained, tmp_path):
     md = (tmp_path / "res" / "report.md").read_text()
     assert "Table 1" in md and "beta=0.01" in md and "(paper: model collapse)" in md
     assert "(paper: 55.9 ± 0.3)" in md and "`lsr evaluate X`" in md
+    # the records kept beside the report stand in for run folders that are gone (runs/ is not committed)
+    assert len(list((tmp_path / "res" / "records").glob("*.json"))) == 1
+    write_report(tmp_path / "no_runs", tmp_path / "res", command="lsr report")
+    assert "`lsr evaluate X`" in (tmp_path / "res" / "report.md").read_text()
+    # a later evaluation of the same run replaces the kept one; still one record per run
+    evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="lsr evaluate Y", n_test=300,
+                 k=4, reuse=False)
+    write_report(out, tmp_path / "res", command="lsr report")
+    md = (tmp_path / "res" / "report.md").read_text()
+    assert "`lsr evaluate Y`" in md and "`lsr evaluate X`" not in md
+    assert len(list((tmp_path / "res" / "records").glob("*.json"))) == 1
     with pytest.raises(LsrError, match="no evaluated runs"):
         write_report(tmp_path / "empty", tmp_path / "r2")
