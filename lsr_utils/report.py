@@ -82,21 +82,25 @@ def _cell_paper(cell) -> str:
     return _fmt(m) + (f" ± {_fmt(se)}" if se is not None else "")
 
 
+def _read_json(f: Path):
+    """The parsed file, or None where it cannot be read (a report skips such files)."""
+    try:
+        return json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _is_record(d) -> bool:
+    return isinstance(d, dict) and "values" in d and "beta" in d
+
+
 def load_records(runs: str | Path = "runs") -> list[dict]:
-    recs = []
-    for f in sorted(Path(runs).rglob("metrics.json")):
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if "values" in d and "beta" in d:
-            recs.append(d)
-    return recs
+    return [d for f in sorted(Path(runs).rglob("metrics.json")) if _is_record(d := _read_json(f))]
 
 
 def _record_key(r: dict) -> tuple:
     """A run's identity across machines: dataset, profile and its folder relative to the dataset's."""
-    return (r["dataset"], r["profile"], "/".join(Path(str(r["run"])).parts[-2:]))
+    return (r["dataset"], r["profile"]) + tuple(Path(str(r["run"])).parts[-2:])
 
 
 def _evaluated(r: dict) -> str:
@@ -108,14 +112,11 @@ def archived_records(results: str | Path = "results") -> list[dict]:
     results = Path(results)
     recs = []
     for f in sorted(results.glob("records/*.json")) + sorted(results.glob("*.json")):
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+        d = _read_json(f)
         if not isinstance(d, dict):
             continue
         found = [d] if f.parent.name == "records" else [d.get("record")] + list(d.get("records") or [])
-        recs += [r for r in found if isinstance(r, dict) and "values" in r and "beta" in r and "run" in r]
+        recs += [r for r in found if _is_record(r) and "run" in r]
     return recs
 
 
@@ -132,7 +133,7 @@ def merge_records(records: list[dict]) -> list[dict]:
 def _archive(records: list[dict], out: Path) -> list[Path]:
     written = []
     for r in records:
-        name = "_".join((r["dataset"], r["profile"]) + tuple(Path(str(r["run"])).parts[-2:]))
+        name = "_".join(_record_key(r))
         f = out / "records" / (name + ".json")
         body = json.dumps(r, indent=1, sort_keys=True).encode()
         if not f.exists() or f.read_bytes() != body:
@@ -257,9 +258,8 @@ def write_claims(results: str | Path = "results", out: str | Path | None = None)
     results = Path(results)
     rows = []
     for f in sorted(results.glob("*.json")):
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
+        d = _read_json(f)
+        if not isinstance(d, dict):
             continue
         for c in d.get("claims") or []:
             rows.append((d.get("notebook", "?"), d.get("profile", "?"), f.name, c, d.get("figures") or []))
