@@ -140,8 +140,17 @@ def claim(where: str, text: str, reproduced, evidence: str) -> dict:
 # --------------------------------------------------------------------------- headless execution
 def notebook_parameters(path: str | Path) -> dict:
     """Names and defaults of the notebook's ``parameters`` cell (via papermill's inspection)."""
+    import nbformat
     import papermill as pm
 
+    path = Path(path)
+    if not path.is_file():
+        raise LsrError(f"{path}: no such notebook")
+    try:
+        nbformat.read(str(path), as_version=4)
+    except Exception as e:  # not JSON, not a notebook, unreadable
+        raise LsrError(f"{path}: not a Jupyter notebook ({type(e).__name__}); give an .ipynb file such as "
+                       f"notebooks/00_quickstart.ipynb") from None
     return {k: v.get("default") for k, v in pm.inspect_notebook(str(path)).items()}
 
 
@@ -185,6 +194,27 @@ def _failed_cell(path: Path) -> str:
     return "unknown cell"
 
 
+def value_file_name(param: str, value) -> str:
+    """``<param>=<value>`` as a safe file name (no folder separators, no leading dot, bounded length).
+
+    Characters other than letters, digits and ``._+-`` are percent-encoded
+    (``/`` becomes ``%2F``), as is a leading dot, so that a sweep value can never
+    name a file outside the sweep's folder; a very long name is shortened
+    with a hash of the value.
+    """
+    import hashlib
+    import re
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", str(param)):
+        raise LsrError(f"parameter name {str(param)[:80]!r} is not a Python identifier")
+    text = re.sub(r"[^A-Za-z0-9._+-]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), str(value))
+    if text.startswith("."):
+        text = "%2E" + text[1:]
+    if len(text) > 80:
+        text = text[:60] + "~" + hashlib.sha1(str(value).encode()).hexdigest()[:12]
+    return f"{param}={text}"
+
+
 def sweep(notebook: str | Path, param: str, values: list, *, out: str | Path = "runs/sweeps",
           fixed: dict | None = None, progress: bool = True) -> dict:
     """Execute ``notebook`` once per value of ``param``; resumable; failures are kept and reported.
@@ -202,7 +232,7 @@ def sweep(notebook: str | Path, param: str, values: list, *, out: str | Path = "
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"done": [], "skipped": [], "failed": [], "folder": str(folder)}
     for v in progress_bar(values, desc=f"sweep {param}", disable=not progress):
-        target = folder / f"{param}={v}.ipynb"
+        target = folder / f"{value_file_name(param, v)}.ipynb"
         marker = target.with_suffix(".done")
         if marker.exists() and target.exists():
             summary["skipped"].append(v)

@@ -19,6 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -82,20 +85,86 @@ def _cell_paper(cell) -> str:
     return _fmt(m) + (f" ± {_fmt(se)}" if se is not None else "")
 
 
-def _read_json(f: Path):
-    """The parsed file, or None where it cannot be read (a report skips such files)."""
+def _read_json(f: Path, warn=None):
+    """The parsed file, or None where it cannot be read (the report skips it, with a warning)."""
     try:
         return json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        if warn:
+            warn(f"{f}: skipped, not readable JSON ({type(e).__name__})")
         return None
 
 
-def _is_record(d) -> bool:
-    return isinstance(d, dict) and "values" in d and "beta" in d
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
 
 
-def load_records(runs: str | Path = "runs") -> list[dict]:
-    return [d for f in sorted(Path(runs).rglob("metrics.json")) if _is_record(d := _read_json(f))]
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def record_problem(r) -> str | None:
+    """Why ``r`` cannot be used as an evaluation record (None when it can).
+
+    Records are untrusted input (they are shared, committed and copied between
+    machines), and some fields become file names: the dataset and profile must
+    be known names and the run's folder names safe characters, so that no
+    record can make ``lsr report`` write outside its output folder.
+    """
+    from .config import PROFILES
+    from .data import DATASETS
+
+    if not isinstance(r, dict):
+        return "not a JSON object"
+    missing = [k for k in ("dataset", "profile", "beta", "lam", "run", "values") if k not in r]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if r["dataset"] not in DATASETS:
+        return f"unknown dataset {str(r['dataset'])[:60]!r}"
+    if r["profile"] not in (*PROFILES, "custom"):
+        return f"unknown profile {str(r['profile'])[:60]!r}"
+    for k in ("beta", "lam"):
+        if not _number(r[k]) or r[k] < 0:
+            return f"{k} is not a finite number >= 0 ({str(r[k])[:40]!r})"
+    if not isinstance(r["run"], str) or len(Path(r["run"]).parts) < 2 or \
+            not all(_SAFE_NAME.match(p) for p in Path(r["run"]).parts[-2:]):
+        return f"run {str(r['run'])[:80]!r} does not end in two safe folder names"
+    real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731  (NaN allowed)
+    if not isinstance(r["values"], dict) or not all(
+            (isinstance(v, dict) and real(v.get("mean")) and (v.get("sem") is None or real(v["sem"]))) or real(v)
+            for v in r["values"].values()):
+        return "values is not a mapping of metrics with numeric means and standard errors"
+    for k in ("n_test", "vae_epochs", "gan_epochs"):
+        if k in r and not (isinstance(r[k], int) and not isinstance(r[k], bool)):
+            return f"{k} is not an integer"
+    for k in ("provenance", "collapse", "scores", "fid"):
+        if k in r and not isinstance(r[k], dict):
+            return f"{k} is not a mapping"
+    return None
+
+
+def _checked(found: list, source: Path, warn) -> list[dict]:
+    out = []
+    for r in found:
+        problem = record_problem(r)
+        if problem is None:
+            out.append(r)
+        elif warn:
+            warn(f"{source}: record skipped ({problem})")
+    return out
+
+
+def load_records(runs: str | Path = "runs", warn=None) -> list[dict]:
+    """Evaluation records (``metrics.json``) of the runs under ``runs``; bad ones are skipped with a warning."""
+    recs = []
+    for f in sorted(Path(runs).rglob("metrics.json")):
+        d = _read_json(f, warn)
+        if isinstance(d, dict) and "values" in d:  # classifier runs keep a metrics.json of another kind
+            recs += _checked([d], f, warn)
+    return recs
+
+
+def _warn_stderr(text: str) -> None:
+    print(f"lsr: warning: {text}", file=sys.stderr)
 
 
 def _record_key(r: dict) -> tuple:
@@ -107,16 +176,21 @@ def _evaluated(r: dict) -> str:
     return str((r.get("provenance") or {}).get("evaluated") or "")
 
 
-def archived_records(results: str | Path = "results") -> list[dict]:
+def archived_records(results: str | Path = "results", warn=None) -> list[dict]:
     """Evaluation records kept under ``results``: ``records/*.json`` and those embedded in notebook results."""
     results = Path(results)
     recs = []
-    for f in sorted(results.glob("records/*.json")) + sorted(results.glob("*.json")):
-        d = _read_json(f)
+    for f in sorted(results.glob("records/*.json")):
+        d = _read_json(f, warn)
+        if d is not None:
+            recs += _checked([d], f, warn)
+    for f in sorted(results.glob("*.json")):
+        d = _read_json(f, warn)
         if not isinstance(d, dict):
             continue
-        found = [d] if f.parent.name == "records" else [d.get("record")] + list(d.get("records") or [])
-        recs += [r for r in found if _is_record(r) and "run" in r]
+        embedded = [d.get("record")] if d.get("record") is not None else []
+        embedded += list(d.get("records") or []) if isinstance(d.get("records"), list) else []
+        recs += _checked(embedded, f, warn)
     return recs
 
 
@@ -133,7 +207,7 @@ def merge_records(records: list[dict]) -> list[dict]:
 def _archive(records: list[dict], out: Path) -> list[Path]:
     written = []
     for r in records:
-        name = "_".join(_record_key(r))
+        name = "_".join(_record_key(r))  # validated by record_problem: known names, safe characters
         f = out / "records" / (name + ".json")
         body = json.dumps(r, indent=1, sort_keys=True).encode()
         if not f.exists() or f.read_bytes() != body:
@@ -191,15 +265,19 @@ def build_tables(records: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def write_report(runs: str | Path = "runs", out: str | Path = "results", command: str | None = None,
-                 include_smoke: bool = False) -> list[Path]:
+                 include_smoke: bool = False, warn=None) -> list[Path]:
     """Write ``report.md`` and one CSV per table and (dataset, profile); returns the files written.
 
     Records come from the runs under ``runs`` and from those kept in ``out`` (see the module's
     docstring); every record used is kept in ``out/records/``. Runs of the ``smoke`` profile (CI's
-    seconds-long runs) are left out unless ``include_smoke``.
+    seconds-long runs) are left out unless ``include_smoke``. A record that cannot be read or
+    used is skipped and named through ``warn`` (default: a line on stderr).
     """
     out = Path(out)
-    recs = merge_records(load_records(runs) + archived_records(out))
+    if out.exists() and not out.is_dir():
+        raise LsrError(f"--out {out} is a file; give a folder for report.md and the tables")
+    warn = warn or _warn_stderr
+    recs = merge_records(load_records(runs, warn) + archived_records(out, warn))
     if not include_smoke and any(r["profile"] != "smoke" for r in recs):
         recs = [r for r in recs if r["profile"] != "smoke"]
     if not recs:
@@ -232,12 +310,13 @@ def write_report(runs: str | Path = "runs", out: str | Path = "results", command
         md += ["### Provenance", "", "| run | beta | lambda | training images | epochs (VAE/GAN) | n_test | hardware | "
                "command | evaluated |", "|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(t["records"], key=lambda r: (r["beta"], r["lam"])):
-            env = r["provenance"]["environment"]
+            prov = r.get("provenance") or {}
+            env = prov.get("environment") if isinstance(prov.get("environment"), dict) else {}
             hw = env.get("cuda_device") if env.get("cuda_device") not in (None, "cpu") else \
                 f"CPU ({env.get('processor')}, {env.get('cpu_threads')} threads)"
             md.append(f"| `{r['run']}` | {r['beta']:g} | {r['lam']:g} | {r.get('n_train') or 'all'} | "
-                      f"{r['vae_epochs']}/{r['gan_epochs']} | "
-                      f"{r['n_test']} | {hw} | `{r['provenance']['command']}` | {r['provenance']['evaluated']} |")
+                      f"{r.get('vae_epochs', '?')}/{r.get('gan_epochs', '?')} | "
+                      f"{r.get('n_test', '?')} | {hw} | `{prov.get('command', '?')}` | {prov.get('evaluated', '?')} |")
         md.append("")
     md += ["Environment of this report: " + json.dumps({k: v for k, v in environment().items()
                                                        if k in ('lsr_version', 'torch', 'python')}), ""]
@@ -258,11 +337,16 @@ def write_claims(results: str | Path = "results", out: str | Path | None = None)
     results = Path(results)
     rows = []
     for f in sorted(results.glob("*.json")):
-        d = _read_json(f)
-        if not isinstance(d, dict):
+        d = _read_json(f, _warn_stderr)
+        if not isinstance(d, dict) or not isinstance(d.get("claims") or [], list):
             continue
         for c in d.get("claims") or []:
-            rows.append((d.get("notebook", "?"), d.get("profile", "?"), f.name, c, d.get("figures") or []))
+            if not isinstance(c, dict) or not {"where", "claim", "reproduced", "evidence"} <= set(c):
+                _warn_stderr(f"{f}: a claim skipped (not a mapping with where, claim, reproduced, evidence)")
+                continue
+            figs = [g for g in d.get("figures") or [] if isinstance(g, str)] if isinstance(d.get("figures"), list) \
+                else []
+            rows.append((str(d.get("notebook", "?")), str(d.get("profile", "?")), f.name, c, figs))
     if not rows:
         return None
     word = {True: "reproduced", False: "**not reproduced**", None: "not tested",
@@ -276,8 +360,10 @@ def write_claims(results: str | Path = "results", out: str | Path | None = None)
     for nb, profile, src, c, figs in rows:
         links = ", ".join(f"[{Path(g).name}](../figures/{Path(g).name})" for g in figs) or "-"
         cell = lambda t: str(t).replace("|", "\\|")  # noqa: E731  (q(z|x) inside a table cell)
-        md.append(f"| {cell(c['where'])} | {cell(c['claim'])} | `{nb}` ({profile}) | "
-                  f"{word.get(c['reproduced'], c['reproduced'])} | {cell(c['evidence'])} | {links} |")
+        verdict = c["reproduced"]
+        verdict = word.get(verdict, cell(verdict)) if isinstance(verdict, (bool, str, type(None))) else "?"
+        md.append(f"| {cell(c['where'])} | {cell(c['claim'])} | `{nb}` ({profile}) | {verdict} | "
+                  f"{cell(c['evidence'])} | {links} |")
     n_ok = sum(1 for r in rows if r[3]["reproduced"] is True)
     md += ["", f"{n_ok} of {len(rows)} claims reproduced.", ""]
     path = Path(out) if out else results / "claims.md"

@@ -19,6 +19,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import pickle
 import platform
 from pathlib import Path
 
@@ -96,14 +97,28 @@ def read_json(path: Path) -> dict:
 
 
 def torch_load(path: Path, what: str = "checkpoint") -> dict:
-    """Load a kit file with a clear error for a missing, truncated or foreign file."""
+    """Load a kit file (weights, checkpoint) safely: tensors and plain values only, never code.
+
+    Every file is read with ``torch.load(weights_only=True)``: a pickled object
+    of any other type (which could run code when loaded) is refused with a
+    message naming the file, as are missing, truncated and foreign files.
+    """
     path = Path(path)
     if not path.is_file():
         raise LsrError(f"{path}: {what} not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, pickle garbage, ...
-        raise LsrError(f"{path}: cannot read this {what} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        found = next((ln.strip() for ln in text.splitlines() if "global" in ln.lower()), "")
+        if "Weights only load failed" in text and found:
+            raise LsrError(f"{path}: refused to load this {what}: it holds more than tensors and plain values"
+                           f"{' (' + found[:160] + ')' if found else ''}, and loading it could run code. The kit "
+                           f"never writes such files; do not use it (delete it, or retrain with --fresh).") from None
+        raise LsrError(f"{path}: cannot read this {what} (it is not a valid file of tensors). It is corrupt or not a "
+                       f"lsr-kit file; delete it or train with --fresh to start over.") from None
+    except Exception as e:  # truncated zip, garbage, ...
+        raise LsrError(f"{path}: cannot read this {what} ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}). "
                        f"It is corrupt or not a lsr-kit file; delete it or train with --fresh to start over.") from None
     if not isinstance(obj, dict) or "lsr_version" not in obj:
         raise LsrError(f"{path}: not a lsr-kit {what} (no 'lsr_version' entry)")

@@ -287,6 +287,8 @@ def _start(path: Path, cfg, kind: str, device: torch.device, fresh: bool) -> str
     check_same_config(path, cfg)
     if fresh and status == "running":
         (path / "checkpoint.pt").unlink()
+    elif status == "running":  # check the checkpoint before anything in the folder is rewritten
+        torch_load(path / "checkpoint.pt")
     path.mkdir(parents=True, exist_ok=True)
     write_config(path, cfg, kind)
     started = now()

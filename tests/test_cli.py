@@ -148,8 +148,8 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
     assert (path_b / "checkpoint.pt").exists() and not (path_b / "weights.pt").exists()
     again = subprocess.run(args + ["--out", str(tmp_path / "b")], capture_output=True, text=True, env=env)
     assert again.returncode == 0 and "resuming" in again.stderr
-    wa = torch.load(run_dir(cfg, tmp_path / "a") / "weights.pt", weights_only=False)
-    wb = torch.load(path_b / "weights.pt", weights_only=False)
+    wa = torch.load(run_dir(cfg, tmp_path / "a") / "weights.pt", weights_only=True)
+    wb = torch.load(path_b / "weights.pt", weights_only=True)
     for part in ("encoder", "decoder"):
         for k in wa[part]:
             assert torch.equal(wa[part][k], wb[part][k]), (part, k)

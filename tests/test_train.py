@@ -125,7 +125,7 @@ def test_incompatible_checkpoint_names_the_mismatch(tmp_path, tiny_shapes):
     with pytest.raises(Crash):
         train_vae(cfg, tiny_shapes, out=tmp_path, progress=False, checkpoint_every_steps=1, callbacks=[crash_at(2)])
     path = run_dir(cfg, tmp_path)
-    ck = torch.load(path / "checkpoint.pt", weights_only=False)
+    ck = torch.load(path / "checkpoint.pt", weights_only=True)
     ck["models"]["encoder"]["mu.weight"] = torch.zeros(3, 3)
     torch.save(ck, path / "checkpoint.pt")
     with pytest.raises(LsrError, match=r"checkpoint.pt: the saved encoder does not fit"):
