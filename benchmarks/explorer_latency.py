@@ -22,7 +22,7 @@ def build_run(device):
     from pathlib import Path
 
     from lsr_utils.config import GANConfig, VAEConfig
-    from lsr_utils.models import Decoder, Discriminator, Encoder
+    from lsr_utils.nn import Decoder, Discriminator, Encoder
     from lsr_utils.train import GANRun, VAERun
 
     torch.manual_seed(0)

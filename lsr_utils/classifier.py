@@ -16,69 +16,35 @@ no download and is always reported under its own name, never as FID.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__
-from .data import DATASETS, DeviceBatches, ImageData, check_dataset_name, load_data
+from .config import DATASET_GEOMETRY, ClassifierConfig, check_dataset_name
+from .data import DeviceBatches, ImageData, bind_data, load_data
 from .errors import LsrError
 from .fid import FeatureExtractor
-from .pixels import check_unit_images, unit_to_model, uint8_to_model
-from .runs import (atomic_write_json, check_same_config, config_hash, environment, load_state, now, read_json,
-                   run_status, torch_load, write_config)
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    dataset: str = "cifar10"
-    n_train: int | None = None
-    data_seed: int = 0
-    image_size: int = 32
-    channels: int = 3
-    num_classes: int = 10
-    width: int = 24
-    epochs: int = 16
-    batch_size: int = 256
-    lr: float = 0.2
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    augment: bool = True
-    seed: int = 0
-
-    def __post_init__(self):
-        check_dataset_name(self.dataset)
-        for name in ("epochs", "batch_size", "width", "num_classes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise LsrError(f"classifier {name} must be a positive integer, got {v!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierConfig":
-        return cls(**d)
-
-    def replace(self, **kw) -> "ClassifierConfig":
-        return replace(self, **kw)
+from .files import atomic_write_json, read_json
+from .loop import fit
+from .pixels import check_unit_images, uint8_to_model, unit_to_model
+from .progress import progress_bar
+from .runs import RunDir, load_state, run_dir
+from .runtime import resolve_device, set_seed
 
 
 def classifier_config(dataset: str, profile: str = "quick", **kw) -> ClassifierConfig:
     """The classifier for a dataset and profile (smoke: 1 epoch on a subset; quick: a few epochs; paper: full)."""
-    info = DATASETS[check_dataset_name(dataset)]
+    size, channels = DATASET_GEOMETRY[check_dataset_name(dataset)]
     n_classes = {"shapes": 4, "celeba": 1, "imagenet64": 1000}.get(dataset, 10)
     sizes = {"smoke": dict(epochs=1, n_train=512), "quick": dict(epochs=4, n_train=None),
              "paper": dict(epochs=16, n_train=None)}[profile]
     if dataset == "shapes":  # small, easy images: a narrower net, smaller batches (97% in 4 epochs of 4,000)
         sizes = dict(epochs=1 if profile == "smoke" else 4, n_train=512 if profile == "smoke" else 10000,
                      width=16, batch_size=64, lr=0.05)
-    base = dict(dataset=dataset, image_size=info.image_size, channels=info.channels, num_classes=n_classes, **sizes)
+    base = dict(dataset=dataset, image_size=size, channels=channels, num_classes=n_classes, **sizes)
     base.update(kw)
     return ClassifierConfig(**base)
 
@@ -157,17 +123,19 @@ class ClassifierRun:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def logits(self, images_unit: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    def logits(self, images_unit: torch.Tensor, batch_size: int = 500, progress: bool = False) -> torch.Tensor:
         x = check_unit_images(images_unit, "classifier input")
         if x.shape[1] != self.config.channels or x.shape[-1] != self.config.image_size:
             raise LsrError(f"this classifier takes {self.config.channels}x{self.config.image_size}x"
                            f"{self.config.image_size} images ({self.config.dataset}); got {tuple(x.shape[1:])}")
         self.model.eval()
+        starts = progress_bar(range(0, len(x), batch_size), desc="classifying", leave=False,
+                              disable=not progress or len(x) <= 2 * batch_size)
         return torch.cat([self.model(unit_to_model(x[i:i + batch_size].to(self.device))).float().cpu()
-                          for i in range(0, len(x), batch_size)])
+                          for i in starts])
 
-    def predict(self, images_unit: torch.Tensor) -> torch.Tensor:
-        return self.logits(images_unit).argmax(1)
+    def predict(self, images_unit: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        return self.logits(images_unit, progress=progress).argmax(1)
 
     def feature_extractor(self) -> "ClassifierFeatures":
         return ClassifierFeatures(self)
@@ -188,11 +156,12 @@ class ClassifierFeatures(FeatureExtractor):
 
 
 def classifier_dir(cfg: ClassifierConfig, out: str | Path = "runs") -> Path:
-    return Path(out) / cfg.dataset / f"classifier-w{cfg.width}-e{cfg.epochs}-{config_hash(cfg.to_dict())}"
+    return run_dir(cfg, out)
 
 
 @torch.no_grad()
-def test_accuracy(model: nn.Module, data: ImageData, device, batch_size: int = 500) -> float:
+def raw_test_accuracy(model: nn.Module, data: ImageData, device, batch_size: int = 500) -> float:
+    """Fraction of the raw test images ``model`` classifies correctly."""
     model.eval()
     correct = 0
     for i in range(0, len(data.test_x), batch_size):
@@ -203,92 +172,78 @@ def test_accuracy(model: nn.Module, data: ImageData, device, batch_size: int = 5
 
 def train_classifier(cfg: ClassifierConfig, data: ImageData | None = None, *, out: str | Path = "runs",
                      device=None, data_root=None, progress: bool = True, fresh: bool = False,
-                     checkpoint_every_s: float = 60.0) -> ClassifierRun:
-    """Train (or reuse) the classifier of ``cfg.dataset``; records test accuracy and training time."""
-    from .train import fit_loop, resolve_device, set_seed
+                     checkpoint_every_s: float = 60.0, wait: bool = False, announce=None) -> ClassifierRun:
+    """Train (or reuse) the classifier of ``cfg.dataset``; records test accuracy and training time.
 
+    ``announce(folder name)`` is called when it is about to train (not when reused).
+    """
     device = resolve_device(device)
-    path = classifier_dir(cfg, out)
-    if run_status(path) == "finished" and not fresh:
-        check_same_config(path, cfg)
-        return load_classifier(path, device)
     if data is None:
-        data = load_data(cfg.dataset, root=data_root, seed=cfg.data_seed,
+        data = load_data(cfg.dataset, root=data_root, seed=cfg.data_seed, progress=progress,
                          n_train=cfg.n_train if cfg.dataset != "shapes" else (cfg.n_train or 10000))
-    if cfg.n_train is not None and len(data.train_x) > cfg.n_train:
-        data = ImageData(data.name, data.train_x[:cfg.n_train], data.train_y[:cfg.n_train], data.test_x,
-                         data.test_y, data.classes, data.source)
-    if data.channels != cfg.channels or data.image_size != cfg.image_size:
-        raise LsrError(f"classifier for {cfg.dataset}: data are {data.channels}x{data.image_size}x{data.image_size}")
-    check_same_config(path, cfg)
-    path.mkdir(parents=True, exist_ok=True)
-    write_config(path, cfg, "classifier")
-    started = now()
-    atomic_write_json(path / "run.json", {"status": "running", "started": started, **environment()})
-    set_seed(cfg.seed)
-    model = SmallResNet(channels=cfg.channels, num_classes=cfg.num_classes, width=cfg.width).to(device)
-    model = model.to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=cfg.momentum,
-                          nesterov=True)
-    batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=True, labels=data.train_y)
-    total_steps = cfg.epochs * len(batches)
-    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    cfg, data = bind_data(cfg, data)
+    folder = RunDir(run_dir(cfg, out))
+    if folder.status == "finished" and not fresh:
+        folder.check_config(cfg)
+        return load_classifier(folder.path, device)
+    if announce:
+        announce(folder.path.name)
+    with folder.lock(wait=wait):
+        started = folder.start(cfg, "classifier", device, fresh)
+        set_seed(cfg.seed)
+        model = SmallResNet(channels=cfg.channels, num_classes=cfg.num_classes, width=cfg.width).to(device)
+        model = model.to(memory_format=torch.channels_last)
+        decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
+        opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=cfg.momentum,
+                              nesterov=True)
+        batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=True, labels=data.train_y)
+        total_steps = cfg.epochs * len(batches)
+        noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
 
-    def lr_at(step: int) -> float:  # one cycle: linear warm-up over 20 %, then cosine to zero
-        warm = max(1, int(0.2 * total_steps))
-        if step < warm:
-            return cfg.lr * (step + 1) / warm
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
+        def lr_at(step: int) -> float:  # one cycle: linear warm-up over 20 %, then cosine to zero
+            warm = max(1, int(0.2 * total_steps))
+            if step < warm:
+                return cfg.lr * (step + 1) / warm
+            return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
 
-    def step(batch, global_step):
-        x, y = batch
-        if cfg.augment:
-            x = _augment(x, noise)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(global_step)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return torch.stack([loss.detach(), (logits.detach().argmax(1) == y).float().mean()])
+        def step(batch, global_step):
+            x, y = batch
+            if cfg.augment:
+                x = _augment(x, noise)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(global_step)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return torch.stack([loss.detach(), (logits.detach().argmax(1) == y).float().mean()])
 
-    t0 = time.monotonic()
-    history = fit_loop(path=path, kind="classifier", cfg=cfg, models={"model": model}, optims={"sgd": opt},
-                       step=step, batches=batches, names=("loss", "train_accuracy"), device=device, noise=noise,
-                       progress=progress, checkpoint_every_s=checkpoint_every_s, checkpoint_every_steps=None,
-                       log_every=50, callbacks=None, names_for_bar=2)
-    model = model.to(memory_format=torch.contiguous_format)
-    acc = test_accuracy(model, data, device)
-    metrics = {"test_accuracy": acc, "n_test": len(data.test_x), "n_train": len(data.train_x),
-               "train_seconds": history.get("seconds"), "wall_seconds_this_call": time.monotonic() - t0,
-               "device": str(device), "parameters": sum(p.numel() for p in model.parameters())}
-    from .runs import atomic_torch_save
-
-    atomic_torch_save(path / "weights.pt", {"lsr_version": __version__, "model": model.state_dict()})
-    atomic_write_json(path / "history.json", history)
-    atomic_write_json(path / "metrics.json", metrics)
-    atomic_write_json(path / "run.json", {"status": "finished", "started": started, "finished": now(),
-                                          "device": str(device), **environment()})
-    (path / "checkpoint.pt").unlink(missing_ok=True)
-    return ClassifierRun(path, cfg, model.eval(), metrics)
+        history = fit(folder, kind="classifier", epochs=cfg.epochs, seed=cfg.seed, models={"model": model},
+                      optims={"sgd": opt}, step=step, names=("loss", "train_accuracy"), batches=batches,
+                      device=device, noise=noise, progress=progress, checkpoint_every_s=checkpoint_every_s,
+                      bar_names=2)
+        model = model.to(memory_format=torch.contiguous_format)
+        metrics = {"test_accuracy": raw_test_accuracy(model, data, device), "n_test": len(data.test_x),
+                   "n_train": len(data.train_x), "train_seconds": history.get("seconds"), "device": str(device),
+                   "parameters": sum(p.numel() for p in model.parameters())}
+        atomic_write_json(folder / "metrics.json", metrics)
+        folder.finish({"model": model.state_dict()}, history, device, started)
+    return ClassifierRun(folder.path, cfg, model.eval(), metrics)
 
 
 def load_classifier(path: str | Path, device=None) -> ClassifierRun:
-    from .train import resolve_device
-
-    path = Path(path)
-    if run_status(path) != "finished":
-        raise LsrError(f"{path}: not a finished classifier run")
-    d = read_json(path / "config.json")
-    if d.get("kind") != "classifier":
-        raise LsrError(f"{path}: a {d.get('kind')} run, not a classifier")
-    cfg = ClassifierConfig.from_dict(d["config"])
+    """A finished classifier run (weights loaded as tensors only)."""
+    folder = RunDir(path)
+    folder.require_finished()
+    kind, cfg = folder.read_config()
+    if kind != "classifier":
+        raise LsrError(f"{folder.path}: a {kind} run, not a classifier")
     model = SmallResNet(channels=cfg.channels, num_classes=cfg.num_classes, width=cfg.width)
-    w = torch_load(path / "weights.pt", "weights file")
-    load_state(model, w.get("model", {}), path / "weights.pt", "classifier")
-    metrics = read_json(path / "metrics.json") if (path / "metrics.json").exists() else {}
-    return ClassifierRun(path, cfg, model.to(resolve_device(device)).eval(), metrics)
+    load_state(model, folder.load_weights().get("model"), folder / "weights.pt", "classifier")
+    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    if not isinstance(metrics, dict):
+        raise LsrError(f"{folder / 'metrics.json'}: not a mapping; the run folder is damaged")
+    return ClassifierRun(folder.path, cfg, model.to(resolve_device(device)).eval(), metrics)

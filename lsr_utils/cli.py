@@ -1,19 +1,21 @@
 """``lsr``: the kit's command line.
 
-    lsr demo                      train + evaluate + draw on the embedded dataset
-    lsr train-vae  [options]      stage 1: the (beta-)VAE
-    lsr train-gan  [options]      stage 2: the LSR-GAN (trains or reuses its VAE first)
+    lsr demo                      train + evaluate + draw on the embedded shapes dataset (offline)
+    lsr train-vae  [options]      stage 1: the (beta-)VAE (several --beta values: a stacked sweep)
+    lsr train-gan  [options]      stage 2: the LSR-GAN (trains or reuses its VAE first; several --lam: a sweep)
     lsr train-classifier          the classifier behind the classification metrics (cached like a run)
     lsr evaluate RUN_DIR          all of the paper's metrics for one run -> RUN_DIR/metrics.json
     lsr report                    evaluated runs -> the paper's tables, kit beside paper
     lsr sweep NOTEBOOK --param P --values ...   one executed notebook per value (resumable)
+    lsr reproduce                 every table and figure of the paper, planned, resumable
+    lsr selfcheck                 captured (CUDA-graph) and stacked steps against the plain eager step
 
-Every failure the user can fix exits with status 2 and one message, no traceback.
+Every failure the user can fix exits with status 2 and one message, no traceback;
+every option is checked before anything is created.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -22,343 +24,374 @@ from .errors import LsrError
 
 EXIT_USAGE = 2
 
+# The training options that set configuration fields: option -> (setting of lsr_utils.config.SETTINGS, value type).
+# One table for both stages; help texts come from the configuration fields themselves.
+TRAIN_OPTIONS = {
+    "vae": {"--beta": "beta", "--epochs": "vae_epochs", "--n-train": "n_train", "--batch-size": "batch_size",
+            "--recon-loss": "recon_loss", "--precision": "precision", "--seed": "seed"},
+    "gan": {"--beta": "beta", "--lam": "lam", "--epochs": "gan_epochs", "--vae-epochs": "vae_epochs",
+            "--n-train": "n_train", "--batch-size": "batch_size", "--recon-loss": "recon_loss",
+            "--precision": "precision", "--seed": "seed", "--lsr-reduction": "lsr_reduction", "--init": "init"},
+}
+SWEPT = {"vae": "beta", "gan": "lam"}  # the setting that may take several values (a stacked sweep)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump
         raise LsrError(f"{message} (see `{self.prog} --help`)")
 
 
-def _number(name: str, integer: bool = False, minimum: float = 0.0, allow_equal: bool = True):
+def _number(name: str, integer: bool = False):
+    """Parse an option's text as a number; the range is the configuration's to check (one message each)."""
     def parse(text: str):
         try:
-            v = int(text) if integer else float(text)
+            return int(text) if integer else float(text)
         except ValueError:
             kind = "an integer" if integer else "a number"
             raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {text!r}") from None
-        if not math.isfinite(v) or v < minimum or (v == minimum and not allow_equal):
-            bound = f">= {minimum:g}" if allow_equal else f"> {minimum:g}"
-            raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text!r}")
-        return v
     parse.__name__ = name  # argparse names the type in its messages
     return parse
 
 
-def _common(p: argparse.ArgumentParser, stage: str) -> None:
+def _n_train(text: str):
+    return "all" if text == "all" else _number("n-train", integer=True)(text)
+
+
+def _add_setting(p: argparse.ArgumentParser, option: str, setting: str, sweep: bool, several: bool = False) -> None:
+    from dataclasses import fields
+
+    from .config import GANConfig, SETTINGS, VAEConfig, setting_help
+
+    path = SETTINGS[setting][0]
+    cls = VAEConfig if path.startswith("vae.") else GANConfig
+    f = {x.name: x for x in fields(cls)}[path.split(".")[-1]]
+    choices = getattr(f.metadata.get("check"), "choices", None)
+    help_text = setting_help(setting) + " (default: the profile's)"
+    if sweep:
+        help_text += "; several values train that many at once (a stacked sweep)"
+    kw = {"dest": setting, "default": None, "help": help_text}
+    if setting == "n_train":
+        kw.update(type=_n_train, help=help_text + "; 'all' for every image")
+    elif choices:
+        kw.update(choices=choices)
+    elif f.type in ("int", int):
+        kw.update(type=_number(option[2:], integer=True))
+    else:
+        kw.update(type=_number({"lam": "lambda"}.get(setting, option[2:])))
+    if sweep or several:
+        kw["nargs"] = "+"  # (train-gan's --beta takes one value; several are refused with a message)
+    p.add_argument(option, **kw)
+
+
+def _train_parser(p: argparse.ArgumentParser, stage: str) -> None:
     from .data import dataset_names
 
     p.add_argument("--dataset", default=None, help=f"one of: {', '.join(dataset_names())} (default shapes)")
-    p.add_argument("--data-root", default=None, help="folder holding local dataset files (default $LSR_DATA_ROOT or ./data)")
-    p.add_argument("--profile", default=None, help="smoke | quick | paper (default: $LSR_PROFILE, smoke under CI, else quick)")
-    p.add_argument("--beta", type=_number("beta"), nargs="+", default=None,
-                   help="beta of the beta-VAE, eq. 5 (default 1)" + ("; several values train that many VAEs at "
-                                                                     "once (sweep batching)" if stage == "vae" else ""))
-    p.add_argument("--epochs", type=_number("epochs", integer=True, minimum=1), default=None,
-                   help=f"{stage} epochs (default: the profile's)")
-    p.add_argument("--n-train", type=_number("n-train", integer=True, minimum=1), default=None,
-                   help="use the first N training images (default: the profile's)")
-    p.add_argument("--batch-size", type=_number("batch-size", integer=True, minimum=2), default=None,
-                   help="batch size (default 32, the paper's)")
-    p.add_argument("--recon-loss", choices=("log_mse", "sse"), default=None,
-                   help="VAE reconstruction term: log_mse (Appendix A, default) or sse (sum of squares)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="fp32 (default) or bf16 autocast")
-    p.add_argument("--seed", type=_number("seed", integer=True), default=None, help="random seed (default 13)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the networks (same math; faster for long runs, ~1 min to compile)")
+    p.add_argument("--data-root", default=None, help="folder holding local dataset files (default $LSR_DATA_ROOT "
+                                                     "or ./data)")
+    p.add_argument("--profile", default=None, help="smoke | quick | paper (default: $LSR_PROFILE, smoke under CI, "
+                                                   "else quick)")
+    for option, setting in TRAIN_OPTIONS[stage].items():
+        _add_setting(p, option, setting, sweep=setting == SWEPT[stage], several=setting == "beta")
     p.add_argument("--out", default="runs", help="folder for run folders (default runs/)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (same math; faster for long runs, ~1 min to compile)")
+    p.add_argument("--graphs", action="store_true",
+                   help="capture each step as a CUDA graph (CUDA only; same math, one launch per step; "
+                        "`lsr selfcheck` verifies it on your GPU)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="resume (or finish) the run in RUN_DIR with its saved configuration; options that "
-                        "differ from it are refused. Without --resume, an unfinished run with the same "
-                        "configuration is resumed automatically.")
-    p.add_argument("--fresh", action="store_true", help="discard an unfinished checkpoint of this configuration")
+                        "differ from it (the profile included) are refused. Without --resume, an unfinished run "
+                        "with the same configuration is resumed automatically.")
+    p.add_argument("--fresh", action="store_true", help="discard an unfinished or failed run of this "
+                                                        "configuration and start it over")
+    p.add_argument("--wait", action="store_true", help="if another process is training this run, wait for it "
+                                                       "instead of stopping")
+    p.add_argument("--stack", action="store_true",
+                   help="with several --beta or --lam values: train them as one stacked network even on a CPU "
+                        "(the default stacks on CUDA only, where it pays)")
+    p.add_argument("--snapshot-epochs", type=_number("snapshot-epochs", integer=True), nargs="+", default=(),
+                   help="keep the weights after these epochs (runs/.../snapshots/), e.g. for a convergence figure")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="lsr", description="LSR-GAN reproduction kit: train a VAE, then a GAN that renders its "
-                                        "latent space ('Imagining the Latent Space of a VAE').")
     from . import __version__
     from .data import dataset_names
 
+    p = _Parser(prog="lsr", description="LSR-GAN reproduction kit: train a VAE, then a GAN that renders its "
+                                        "latent space ('Imagining the Latent Space of a VAE').")
     p.add_argument("--version", action="version", version=f"lsr-kit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     d = sub.add_parser("demo", help="train, evaluate and draw on the embedded shapes dataset (offline)")
-    d.add_argument("--profile", default=None, help="smoke | quick (default) | paper")
+    d.add_argument("--profile", default=None, help="smoke | quick | paper (default: $LSR_PROFILE, smoke under CI, "
+                                                   "else quick)")
     d.add_argument("--out", default="runs", help="folder for run folders (default runs/)")
-    d.add_argument("--figures", default="figures", help="folder for the figure (default figures/)")
-    d.add_argument("--results", default="results", help="folder for the metrics JSON (default results/)")
-    d.add_argument("--device", default="auto")
-    d.add_argument("--seed", type=_number("seed", integer=True), default=13)
+    d.add_argument("--figures", default=None, help="folder for the figure (default: <out>/demo; `figures` updates "
+                                                   "the committed one)")
+    d.add_argument("--results", default=None, help="folder for the record demo.json (default: <out>/demo; "
+                                                   "`results` updates the committed one)")
+    d.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    d.add_argument("--seed", type=_number("seed", integer=True), default=13, help="random seed (default 13)")
     d.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    v = sub.add_parser("train-vae", help="stage 1: train the (beta-)VAE")
-    _common(v, "VAE")
-
-    g = sub.add_parser("train-gan", help="stage 2: train the LSR-GAN on a frozen VAE encoder")
-    _common(g, "LSR-GAN")
-    g.add_argument("--lam", type=_number("lambda"), nargs="+", default=None,
-                   help="lambda of eq. 1/4 (default 1); several values train that many LSR-GANs over the one VAE "
-                        "at once (sweep batching)")
-    g.add_argument("--vae-epochs", type=_number("vae-epochs", integer=True, minimum=1), default=None,
-                   help="epochs of the VAE it builds on (default: the profile's)")
-    g.add_argument("--lsr-reduction", choices=("mean", "sum"), default=None,
-                   help="mean over latent dims (reference, default) or per-sample sum (literal eq. 4)")
-    g.add_argument("--init", choices=("vae", "scratch"), default=None,
-                   help="generator starts from the VAE decoder (default) or at random")
+    _train_parser(sub.add_parser("train-vae", help="stage 1: train the (beta-)VAE"), "vae")
+    _train_parser(sub.add_parser("train-gan", help="stage 2: train the LSR-GAN on a frozen VAE encoder "
+                                                   "(trains or reuses the VAE first)"), "gan")
 
     c = sub.add_parser("train-classifier", help="train (or reuse) the classifier the classification metrics use")
-    c.add_argument("--dataset", default=None, help=f"one of: {', '.join(dataset_names())} (default shapes)")
+    c.add_argument("--dataset", default="shapes", help=f"one of: {', '.join(dataset_names())} (default shapes)")
     c.add_argument("--data-root", default=None, help="folder holding local dataset files")
     c.add_argument("--profile", default=None,
                    help="smoke | quick | paper (default: the one `lsr evaluate` uses for this dataset)")
-    c.add_argument("--epochs", type=_number("epochs", integer=True, minimum=1), default=None)
+    c.add_argument("--epochs", type=_number("epochs", integer=True), default=None,
+                   help="epochs (default: the profile's classifier's)")
     c.add_argument("--out", default="runs", help="folder for run folders (default runs/)")
-    c.add_argument("--device", default="auto")
+    c.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     c.add_argument("--fresh", action="store_true", help="discard an unfinished checkpoint of this configuration")
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--wait", action="store_true", help="wait for another process training the same classifier")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     e = sub.add_parser("evaluate", help="measure a finished LSR-GAN run (and its VAE); writes RUN/metrics.json")
     e.add_argument("run", metavar="RUN_DIR", help="an LSR-GAN run folder (runs/<dataset>/vae-.../gan-...)")
-    e.add_argument("--data-root", default=None)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--n-test", type=_number("n-test", integer=True, minimum=1), default=None,
-                   help="first N test images (default: all)")
-    e.add_argument("--samples", type=_number("samples", integer=True, minimum=2), default=10,
+    e.add_argument("--data-root", default=None, help="folder holding local dataset files (the run's dataset)")
+    e.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    e.add_argument("--n-test", type=_number("n-test", integer=True), default=None,
+                   help="test images, a class-balanced selection (default: the run's profile's, as lsr demo)")
+    e.add_argument("--samples", type=_number("samples", integer=True), default=10,
                    help="K samples of q(z|x) per image for the variance (default 10)")
     e.add_argument("--fid-weights", default=None,
                    help="local pt_inception-2015-12-05-6726825d.pth (else $LSR_FID_WEIGHTS or torch's hub cache)")
     e.add_argument("--no-fid", action="store_true", help="skip FID (the offline classifier score is still computed)")
     e.add_argument("--classifier", default=None, metavar="CLASSIFIER_DIR",
                    help="a finished classifier run of the same dataset (default: train or reuse one)")
+    e.add_argument("--record", default=None, metavar="FILE",
+                   help="write the evaluation record to FILE instead of RUN_DIR/metrics.json (a read-only run)")
     e.add_argument("--fresh", action="store_true", help="measure again even if metrics.json is up to date")
-    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sw = sub.add_parser("sweep", help="run a notebook once per parameter value (papermill), then gather the tables")
-    sw.add_argument("notebook", help="e.g. notebooks/03_beta_sweep.ipynb")
+    sw.add_argument("notebook", help="e.g. notebooks/00_quickstart.ipynb")
     sw.add_argument("--param", required=True, help="the parameter to sweep, e.g. beta or lam")
     sw.add_argument("--values", required=True, nargs="+", help="values, e.g. 0.01 0.1 0.5 1 5 10 15 20")
     sw.add_argument("--set", dest="fixed", action="append", default=[], metavar="NAME=VALUE",
                     help="other parameters held fixed (repeatable), e.g. --set profile=quick")
     sw.add_argument("--out", default="runs/sweeps", help="folder for the executed copies (default runs/sweeps)")
-    sw.add_argument("--no-progress", action="store_true")
+    _executor_options(sw)
+    sw.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     r = sub.add_parser("report", help="gather evaluated runs into the paper's tables (Markdown + CSV)")
     r.add_argument("--runs", default="runs", help="folder to search for evaluated runs (default runs/)")
     r.add_argument("--out", default="results", help="folder for report.md and the CSV tables (default results/)")
+
+    rp = sub.add_parser("reproduce", help="train, evaluate and draw every table and figure of the paper")
+    rp.add_argument("--dataset", default="shapes", help=f"one of: {', '.join(dataset_names())} (default shapes)")
+    rp.add_argument("--data-root", default=None, help="folder holding local dataset files")
+    rp.add_argument("--profile", default=None, help="smoke | quick | paper (default: $LSR_PROFILE, smoke under CI, "
+                                                    "else quick)")
+    rp.add_argument("--out", default=None, help="folder for runs, figures and results (default: this project's "
+                                                "runs/, figures/, results/; smoke: runs/_smoke/)")
+    rp.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    rp.add_argument("--budget", type=_number("budget", integer=False), default=None, metavar="MINUTES",
+                    help="stop cleanly at a checkpoint when MINUTES have passed; rerun to continue")
+    rp.add_argument("--dry-run", action="store_true", help="print the plan (runs, image-steps, estimated time) only")
+    rp.add_argument("--graphs", action="store_true", help="CUDA-graph steps (CUDA only)")
+    _executor_options(rp)
+    rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sc = sub.add_parser("selfcheck", help="check the captured (CUDA-graph) and stacked steps against the eager step")
+    sc.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    sc.add_argument("--steps", type=_number("steps", integer=True), default=50, help="steps compared (default 50)")
     return p
 
 
-# --------------------------------------------------------------------------- configuration from options
-def _configs(args, stage: str):
-    """Build the GANConfig (its ``.vae`` is stage 1) from the options and the profile."""
-    from .config import profile_configs
-
-    dataset = args.dataset or "shapes"
-    kw = dict(dataset=dataset, profile=args.profile)
-    if args.beta is not None:
-        kw["beta"] = args.beta
-    if args.seed is not None:
-        kw["seed"] = args.seed
-    if args.n_train is not None:
-        kw["n_train"] = args.n_train
-    if args.recon_loss is not None:
-        kw["recon_loss"] = args.recon_loss
-    if args.precision is not None:
-        kw["precision"] = args.precision
-    if args.batch_size is not None:
-        kw["batch_size"] = args.batch_size
-    if stage == "vae":
-        if args.epochs is not None:
-            kw["vae_epochs"] = args.epochs
-    else:
-        if args.vae_epochs is not None:
-            kw["vae_epochs"] = args.vae_epochs
-        if args.epochs is not None:
-            kw["gan_epochs"] = args.epochs
-        if args.lam is not None:
-            kw["lam"] = args.lam
-    cfg = profile_configs(**kw)
-    if stage == "gan":
-        extra = {}
-        for name in ("lsr_reduction", "init", "precision", "batch_size"):
-            val = getattr(args, name, None)
-            if val is not None:
-                extra[name] = val
-        if extra:
-            cfg = cfg.replace(**extra)
-    return cfg
-
-
-def _explicit_overrides(args, stage: str) -> dict:
-    """Options the user actually gave (not defaults), as config-field -> value."""
-    names = {"dataset": "dataset", "beta": "beta", "n_train": "n_train", "recon_loss": "recon_loss",
-             "seed": "seed", "precision": "precision", "batch_size": "batch_size"}
-    out = {}
-    for opt, field in names.items():
-        v = getattr(args, opt, None)
-        if v is not None:
-            out[("vae." if stage == "gan" and field in ("dataset", "beta", "n_train", "recon_loss") else "") + field] = v
-    if args.epochs is not None:
-        out["epochs"] = args.epochs
-    if stage == "gan":
-        for opt in ("lam", "lsr_reduction", "init"):
-            v = getattr(args, opt, None)
-            if v is not None:
-                out[opt] = v
-        if args.vae_epochs is not None:
-            out["vae.epochs"] = args.vae_epochs
-    return out
-
-
-def _resume_target(args, stage: str):
-    """For --resume RUN_DIR: (config, out) from the saved run, refusing differing options."""
-    from .config import config_diff
-    from .runs import read_config, run_dir
-
-    path = Path(args.resume)
-    if not (path / "config.json").is_file():
-        raise LsrError(f"--resume {path}: not a run folder (no config.json there)")
-    kind, cfg = read_config(path)
-    if kind != stage:
-        raise LsrError(f"--resume {path}: that is a {kind} run; use `lsr train-{kind}` for it")
-    saved = cfg.to_dict()
-    requested = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
-    for key, val in _explicit_overrides(args, stage).items():
-        if "." in key:
-            a, b = key.split(".")
-            requested[a][b] = val
-        else:
-            requested[key] = val
-    diff = config_diff(saved, requested)
-    if diff:
-        raise LsrError(f"--resume {path}: the options given differ from that run's configuration; refusing.\n"
-                       "  differences (saved -> requested):\n    " + "\n    ".join(diff) +
-                       "\n  Drop those options to resume it, or leave out --resume to train a new run.")
-    up = 2 if stage == "vae" else 3
-    out = path.resolve().parents[up - 1]
-    if run_dir(cfg, out).resolve() != path.resolve():
-        raise LsrError(f"--resume {path}: the folder's name does not match its configuration (renamed?); "
-                       f"expected {run_dir(cfg, out)}")
-    return cfg, out
-
-
-def _cmd_train(args, stage: str) -> int:
-    from .config import check_profile
-    from .runs import run_dir, run_status
-    from .train import resolve_device, train_lsr_gan, train_vae
-
-    if args.profile is not None:
-        check_profile(args.profile)
-    device = resolve_device(args.device)  # refuse an absent device before anything is written
-    if args.compile:
-        from .train import check_compile
-
-        check_compile(device)
-    betas, lams = args.beta or [None], getattr(args, "lam", None) or [None]
-    if stage == "gan" and len(betas) > 1:
-        raise LsrError("train-gan takes one --beta (the VAE its LSR-GANs share); train several betas with "
-                       "`lsr train-vae --beta B1 B2 ...`, then `lsr train-gan --beta B` for each")
-    if len(betas) > 1 or len(lams) > 1:
-        return _cmd_train_sweep(args, stage, betas if stage == "vae" else lams)
-    args.beta = betas[0]
-    if stage == "gan":
-        args.lam = lams[0]
-    if args.resume:
-        cfg, out = _resume_target(args, stage)
-        if run_status(Path(args.resume)) == "new":
-            raise LsrError(f"--resume {args.resume}: nothing to resume there (no checkpoint.pt)")
-    else:
-        cfg, out = _configs(args, stage), Path(args.out)
-    target = cfg if stage == "gan" else cfg.vae
-    path = run_dir(target, out)
-    status = run_status(path)
-    verb = {"finished": "reusing finished run", "running": "resuming", "new": "training"}.get(status, status)
-    print(f"{verb}: {path}", file=sys.stderr)
-    common = dict(out=out, device=args.device, data_root=args.data_root, progress=not args.no_progress,
-                  fresh=args.fresh, compile=args.compile)
-    run = (train_vae if stage == "vae" else train_lsr_gan)(target, **common)
-    last = {k: v[-1] for k, v in run.history.get("epoch", {}).items() if v and k != "epoch"}
-    print(f"done: {run.path}" + ("" if not last else "  (last epoch: " +
-                                 ", ".join(f"{k}={v:.4g}" for k, v in last.items()) + ")"))
-    return 0
-
-
-def _cmd_train_sweep(args, stage: str, values: list) -> int:
-    """Several betas (train-vae) or lambdas (train-gan) at once: one wide network (sweep batching)."""
-    import copy
-
-    from .runs import run_dir, run_status
-    from .train import train_lsr_gan_sweep, train_vae_sweep
-
-    for flag in ("resume", "fresh", "compile"):
-        if getattr(args, flag):
-            raise LsrError(f"--{flag} applies to one run; give one --{'beta' if stage == 'vae' else 'lam'} value "
-                           "to use it")
-    cfgs = []
-    for v in values:
-        a = copy.copy(args)
-        if stage == "vae":
-            a.beta = v
-        else:
-            a.beta, a.lam = (args.beta or [None])[0], v
-        cfg = _configs(a, stage)
-        cfgs.append(cfg.vae if stage == "vae" else cfg)
-    out = Path(args.out)
-    todo = [c for c in cfgs if run_status(run_dir(c, out)) != "finished"]
-    name = "beta" if stage == "vae" else "lambda"
-    print(f"{len(cfgs)} {name} values: {len(cfgs) - len(todo)} finished (reused), {len(todo)} to train "
-          + ("at once" if len(todo) > 1 else ""), file=sys.stderr)
-    common = dict(out=out, device=args.device, data_root=args.data_root, progress=not args.no_progress)
-    runs = (train_vae_sweep if stage == "vae" else train_lsr_gan_sweep)(cfgs, **common)
-    for r in runs:
-        print(f"done: {r.path}")
-    return 0
-
-
-def _cmd_demo(args) -> int:
-    from .config import check_profile
-    from .demo import run_demo, summary
-    from .train import resolve_device
-
-    if args.profile is not None:
-        check_profile(args.profile)
-    resolve_device(args.device)
-    command = "lsr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "lsr demo"
-    rec = run_demo(profile=args.profile, out=args.out, figures=args.figures, results=args.results,
-                   device=args.device, seed=args.seed, progress=not args.no_progress, fresh=args.fresh,
-                   command=command)
-    print(summary(rec))
-    return 0
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=("local", "submitit"), default="local",
+                   help="local: in this process (default); submitit: each independent unit as a submitit job")
+    p.add_argument("--cluster", choices=("local", "slurm"), default="local",
+                   help="with --executor submitit: this machine (one job per GPU) or SLURM")
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--time", type=_number("time", integer=True), default=None, metavar="MINUTES",
+                   help="SLURM time limit per job, minutes")
+    p.add_argument("--gpus", type=_number("gpus", integer=True), default=None, help="GPUs per job (SLURM)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other submitit SLURM parameter (repeatable), e.g. --slurm account=abc")
 
 
 def _command_line() -> str:
     return "lsr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- training
+def _settings(args, stage: str) -> dict:
+    """The settings the user gave (never defaults), one value each (the swept one set by the caller)."""
+    return {s: getattr(args, s) for s in TRAIN_OPTIONS[stage].values() if getattr(args, s) is not None}
+
+
+def _resume_target(args, stage: str, settings: dict):
+    """For --resume RUN_DIR: (saved configuration, out folder); refuses options (and a profile) that differ."""
+    from .config import GANConfig, apply_settings, config_diff, profile_sizes
+    from .runs import RunDir, run_dir
+
+    path = Path(args.resume).resolve()
+    folder = RunDir(path)
+    kind, saved = folder.read_config()
+    if kind != stage:
+        raise LsrError(f"--resume {args.resume}: that is a {kind} run; use `lsr train-{kind}` for it")
+    if folder.status == "new":
+        raise LsrError(f"--resume {args.resume}: nothing to resume there (no checkpoint.pt)")
+    full = saved if stage == "gan" else GANConfig(vae=saved)
+    given = dict(settings)
+    if args.profile is not None:
+        p = profile_sizes(args.profile, full.vae.dataset)
+        given = {"vae_epochs": p.vae_epochs, "n_train": p.n_train if p.n_train else "all",
+                 **({"gan_epochs": p.gan_epochs} if stage == "gan" else {}), **given}
+        if p.n_train is not None and full.vae.n_train is not None and full.vae.n_train < p.n_train:
+            given["n_train"] = full.vae.n_train  # the profile's size, cut to the images that exist (as recorded)
+    requested = apply_settings(full, given)
+    diff = config_diff(full.to_dict(), requested.to_dict()) if stage == "gan" else \
+        config_diff(full.vae.to_dict(), requested.vae.to_dict())
+    if args.dataset is not None and args.dataset != full.vae.dataset:
+        given["dataset"] = args.dataset
+    if "dataset" in given:
+        diff.append(f"vae.dataset: {full.vae.dataset!r} -> {given['dataset']!r}")
+    if diff:
+        raise LsrError(f"--resume {args.resume}: the options given differ from that run's configuration; refusing.\n"
+                       "  differences (saved -> requested):\n    " + "\n    ".join(diff) +
+                       "\n  Drop those options to resume it, or leave out --resume to train a new run.")
+    up = 2 if stage == "vae" else 3
+    out = path.parents[up - 1]
+    if run_dir(saved, out) != path:
+        raise LsrError(f"--resume {args.resume}: the folder's name does not match its configuration (renamed?); "
+                       f"expected {run_dir(saved, out).name}")
+    return full, out
+
+
+def _cmd_train(args, stage: str) -> int:
+    from .config import check_profile, make_config
+    from .data import bind_data, load_data
+    from .runs import RunDir, run_dir
+    from .runtime import check_compile, resolve_device
+    from .train import train_lsr_gan, train_vae
+
+    if args.profile is not None:
+        check_profile(args.profile)
+    settings = _settings(args, stage)
+    swept = settings.pop(SWEPT[stage], None) or [None]
+    if stage == "gan" and len(settings.get("beta") or []) > 1:
+        raise LsrError("train-gan takes one --beta (the VAE its LSR-GANs share); train several betas with "
+                       "`lsr train-vae --beta B1 B2 ...`, then `lsr train-gan --beta B` for each")
+    if stage == "gan" and settings.get("beta"):
+        settings["beta"] = settings["beta"][0]
+    if len(swept) > 1:
+        for flag in ("resume", "fresh", "compile", "graphs"):
+            if getattr(args, flag):
+                raise LsrError(f"--{flag} applies to one run; give one --{SWEPT[stage]} value to use it")
+    if args.resume:
+        cfg, out = _resume_target(args, stage, {**settings, SWEPT[stage]: swept[0]} if swept[0] is not None
+                                  else settings)
+        cfgs = [cfg]
+    else:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise LsrError(f"--out {out} is a file; give a folder for the run folders")
+        cfgs = [make_config(args.profile, dataset=args.dataset or "shapes", **settings, **{SWEPT[stage]: v})
+                for v in swept]
+    device = resolve_device(args.device)  # refuse an absent device before anything is written
+    if args.compile:
+        check_compile(device)
+    if args.graphs and device.type != "cuda":
+        raise LsrError("--graphs needs a CUDA device (CUDA graphs); drop --graphs on this machine")
+    v = cfgs[0].vae
+    data = load_data(v.dataset, root=args.data_root, n_train=v.n_train, seed=v.data_seed,
+                     progress=not args.no_progress)
+    vae_cfg, data = bind_data(v, data)  # refuses what cannot train (too few images, another data set)
+    opts = dict(out=out, device=device, progress=not args.no_progress, fresh=args.fresh, compile=args.compile,
+                graphs=args.graphs, wait=args.wait, snapshot_epochs=tuple(args.snapshot_epochs),
+                stack=True if args.stack else None)
+    stacking = args.stack or device.type == "cuda"
+    vae_path = run_dir(vae_cfg, out)
+    verb = {"finished": "reusing finished run", "running": "resuming", "new": "training", "failed": "failed run",
+            "damaged": "damaged run"}
+    if stage == "vae":
+        targets = [run_dir(bind_data(c.vae, data)[0], out) for c in cfgs]
+        _announce(targets, "beta", verb, stacking)
+        runs = train_vae([c.vae for c in cfgs], data, **opts)
+    else:
+        if RunDir(vae_path).status != "finished" or args.fresh and not args.resume:
+            _say(f"stage 1 first, {verb[RunDir(vae_path).status]}: {vae_path}")
+        vae = train_vae(cfgs[0].vae, data, **{**opts, "snapshot_epochs": ()})
+        bound = [c.replace(vae=vae.config) for c in cfgs]
+        _announce([run_dir(c, out) for c in bound], "lambda", verb, stacking)
+        runs = train_lsr_gan(bound, data, vae=vae, **opts)
+    for r in runs:
+        last = {k: vals[-1] for k, vals in r.history.get("epoch", {}).items() if vals and k != "epoch"}
+        print(f"done: {r.path}" + ("" if not last or len(runs) > 1 else "  (last epoch: " +
+                                   ", ".join(f"{k}={val:.4g}" for k, val in last.items()) + ")"))
+    return 0
+
+
+def _announce(targets: list[Path], name: str, verb: dict, stacking: bool) -> None:
+    from .runs import RunDir
+
+    status = [RunDir(t).status for t in targets]
+    if len(targets) > 1:
+        todo = sum(s != "finished" for s in status)
+        _say(f"{len(targets)} {name} values: {len(targets) - todo} finished (reused), {todo} to train"
+             + ("" if todo < 2 else " at once (stacked)" if stacking else " one by one (stacking pays on a GPU; "
+                                                                           "--stack forces it)"))
+    for t, s in zip(targets, status):
+        _say(f"{verb[s]}: {t}")
+
+
+# --------------------------------------------------------------------------- the other commands
+def _cmd_demo(args) -> int:
+    from .config import check_profile
+    from .demo import run_demo
+    from .evaluate import format_record
+    from .runtime import resolve_device
+
+    if args.profile is not None:
+        check_profile(args.profile)
+    resolve_device(args.device)
+    out = Path(args.out)
+    figures = Path(args.figures) if args.figures else out / "demo"
+    results = Path(args.results) if args.results else out / "demo"
+    for p in (out, figures, results):
+        if p.exists() and not p.is_dir():
+            raise LsrError(f"{p} is a file; give a folder")
+    rec = run_demo(profile=args.profile, out=out, figures=figures, results=results, device=args.device,
+                   seed=args.seed, progress=not args.no_progress, fresh=args.fresh, command=_command_line())
+    print(format_record(rec))
+    d = rec["demo"]
+    print(f"demo finished in {d['total_seconds']:.0f} s on {d['hardware']}; figure {d['figure'][0]}, record "
+          f"{d['results_file']}")
+    if not args.figures and not args.results:
+        print("(the committed figures/demo.png and results/demo.json are unchanged; to replace them with these "
+              "numbers: lsr demo --figures figures --results results)")
+    return 0
+
+
 def _cmd_evaluate(args) -> int:
     from .classifier import load_classifier
-    from .evaluate import evaluate_run
-    from .train import resolve_device
+    from .evaluate import evaluate_run, format_record
+    from .runtime import resolve_device
 
     resolve_device(args.device)
     clf = load_classifier(args.classifier, args.device) if args.classifier else None
     rec = evaluate_run(args.run, data_root=args.data_root, device=args.device, classifier=clf,
                        fid_weights=args.fid_weights, use_fid=not args.no_fid, n_test=args.n_test, k=args.samples,
-                       command=_command_line(), progress=not args.no_progress, reuse=not args.fresh)
-    v = rec["values"]
-    print(f"wrote {Path(args.run) / 'metrics.json'}  ({rec['dataset']}, {rec['profile']} profile, "
-          f"beta={rec['beta']:g}, lambda={rec['lam']:g}, {rec['n_test']} test images)")
-    if rec["collapse"]["collapsed"]:
-        print("  LSR-GAN: model collapse (diversity ratio "
-              f"{rec['collapse']['diversity_ratio']:.3f} < {rec['collapse']['threshold']})")
-    for key in ("mse_vae", "mse_lsr_gan", "variance_vae", "variance_lsr_gan", "absolute_vae", "absolute_lsr_gan",
-                "relative_vae", "relative_lsr_gan", "sharpness_vae", "sharpness_lsr_gan"):
-        print(f"  {key:18s} {v[key]['mean']:.4g} ± {v[key]['sem']:.2g}")
-    fid = rec["fid"]
-    print("  FID: " + (", ".join(f"{k[4:]}={v[k]['mean']:.2f}" for k in v if k.startswith("fid_"))
-                       if fid.get("available") else "not computed (" + fid.get("reason", "--no-fid")[:90] + "...)"))
+                       record=args.record, command=_command_line(), progress=not args.no_progress,
+                       reuse=not args.fresh, say=_say)
+    print(format_record(rec))
+    print(f"record: {args.record or Path(args.run) / 'metrics.json'}")
     return 0
 
 
@@ -367,13 +400,12 @@ def _literal(text: str):
 
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
 
 
 def _cmd_sweep(args) -> int:
-    from .notebook import project_root, setup, sweep
-    from .report import write_report
+    from .notebook import sweep
 
     fixed = {}
     for item in args.fixed:
@@ -382,33 +414,47 @@ def _cmd_sweep(args) -> int:
         k, v = item.split("=", 1)
         fixed[k.strip()] = _literal(v.strip())
     values = [_literal(v) for v in args.values]
-    res = sweep(args.notebook, args.param, values, out=args.out, fixed=fixed, progress=not args.no_progress)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise LsrError(f"--out {out} is a file; give a folder for the executed notebooks")
+    res = sweep(args.notebook, args.param, values, out=out, fixed=fixed, progress=not args.no_progress,
+                executor=_executor(args))
     print(f"sweep {args.param} over {values}: {len(res['done'])} ran, {len(res['skipped'])} already done "
           f"(skipped), {len(res['failed'])} failed; executed copies in {res['folder']}")
     for f in res["failed"]:
-        print(f"  FAILED {args.param}={f['value']}: {f['cell']}; kept for inspection: {f['notebook']}")
-    ctx = setup(profile=fixed.get("profile"), name="sweep", root=project_root(Path(args.notebook).parent))
-    try:
-        files = write_report(ctx.runs, ctx.results, command=_command_line())
-        print("tables: " + ", ".join(str(f) for f in files))
-    except LsrError as e:
-        print(f"no tables gathered: {e}")
+        print(f"  FAILED {args.param}={f['value']}: {f['cell']}; kept for inspection: {f['notebook']}"
+              + (f"; log: {f['log']}" if f.get("log") else ""))
+    if res.get("report"):
+        print("tables of the runs this sweep made or reused: " + ", ".join(str(f) for f in res["report"]))
     return 1 if res["failed"] else 0
+
+
+def _executor(args, folder: Path | None = None):
+    from .jobs import make_executor
+
+    extra = {}
+    for item in getattr(args, "slurm", []):
+        if "=" not in item:
+            raise LsrError(f"--slurm expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        extra[k.strip()] = _literal(v.strip())
+    return make_executor(args.executor, cluster=args.cluster, partition=args.partition, time=args.time,
+                         gpus=args.gpus, extra=extra, folder=folder or Path(args.out or "runs") / "submitit")
 
 
 def _cmd_train_classifier(args) -> int:
     from .classifier import evaluation_classifier_config, train_classifier
     from .config import check_profile, default_profile
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     resolve_device(args.device)
-    dataset = args.dataset or "shapes"
     profile = check_profile(args.profile) if args.profile is not None else default_profile()
-    cfg = evaluation_classifier_config(dataset, profile)
+    cfg = evaluation_classifier_config(args.dataset, profile)
     if args.epochs is not None:
         cfg = cfg.replace(epochs=args.epochs)
     run = train_classifier(cfg, out=args.out, device=args.device, data_root=args.data_root,
-                           progress=not args.no_progress, fresh=args.fresh)
+                           progress=not args.no_progress, fresh=args.fresh, wait=args.wait,
+                           announce=lambda name: _say(f"training: {name}"))
     m = run.metrics
     print(f"done: {run.path}  (test accuracy {100 * m['test_accuracy']:.2f} % on {m['n_test']} raw test images, "
           f"{m.get('train_seconds') or 0:.0f} s of training on {m.get('device')})")
@@ -423,6 +469,25 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    return reproduce(dataset=args.dataset, data_root=args.data_root, profile=args.profile, out=args.out,
+                     device=args.device, budget=args.budget, dry_run=args.dry_run, graphs=args.graphs,
+                     executor=_executor(args), progress=not args.no_progress, command=_command_line())
+
+
+def _cmd_selfcheck(args) -> int:
+    from .selfcheck import selfcheck
+
+    return selfcheck(device=args.device, steps=args.steps)
+
+
+COMMANDS = {"demo": _cmd_demo, "evaluate": _cmd_evaluate, "report": _cmd_report, "sweep": _cmd_sweep,
+            "train-classifier": _cmd_train_classifier, "train-vae": lambda a: _cmd_train(a, "vae"),
+            "train-gan": lambda a: _cmd_train(a, "gan"), "reproduce": _cmd_reproduce, "selfcheck": _cmd_selfcheck}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -430,19 +495,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        if args.command == "demo":
-            return _cmd_demo(args)
-        if args.command == "evaluate":
-            return _cmd_evaluate(args)
-        if args.command == "report":
-            return _cmd_report(args)
-        if args.command == "sweep":
-            return _cmd_sweep(args)
-        if args.command == "train-classifier":
-            return _cmd_train_classifier(args)
-        return _cmd_train(args, "vae" if args.command == "train-vae" else "gan")
+        return COMMANDS[args.command](args)
     except LsrError as e:
         print(f"lsr: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("lsr: error: interrupted", file=sys.stderr)
         return EXIT_USAGE
 
 

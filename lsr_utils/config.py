@@ -1,9 +1,22 @@
-"""Typed configurations of the two training stages, and the profiles.
+"""Typed configurations of the two training stages, the profiles, and their one validator.
+
+* :class:`TrainConfig`: what every training stage shares (schedule, optimiser,
+  seed, precision).
+* :class:`VAEConfig` (stage 1) and :class:`GANConfig` (stage 2, holding the
+  ``VAEConfig`` of the VAE it builds on) extend it.
+* :data:`PROFILES`: the profiles as data (sizes of a run and of its
+  evaluation), and :func:`make_config` to build a stage's configuration
+  from a profile plus explicit overrides.
 
 A run's folder name and identity come from its configuration (see
-:mod:`lsr_utils.runs`); every field here changes what is trained, so every
-field is part of that identity. Where the run happens (device, progress bars,
-checkpoint interval) is not.
+:mod:`lsr_utils.runs`): every field changes what is trained, so every field is
+part of that identity, including ``data_id``, the fingerprint of the images a
+run was trained on (filled in by :func:`lsr_utils.data.bind_data` when the run
+meets its data). Where the run happens (device, progress bars) is not.
+
+Each field carries its check and its help text (``field(metadata=...)``);
+``__post_init__`` applies the checks, and the command line builds its
+options from the same metadata, so a field is described in one place.
 """
 from __future__ import annotations
 
@@ -13,180 +26,223 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import LsrError
 
-PROFILES = ("smoke", "quick", "paper")
-
-# Per-profile sizes. ``n_train``/``n_test`` = None means the whole split.
-PROFILE_SETTINGS = {
-    # seconds: for CI and nbval; proves the plumbing, not the science
-    "smoke": dict(n_train=512, n_test=256, vae_epochs=1, gan_epochs=1),
-    # minutes on a 2-core laptop CPU; on `shapes` it shows the paper's effect
-    "quick": dict(n_train=10000, n_test=1000, vae_epochs=4, gan_epochs=2),
-    # the paper's schedule (Appendix D and the reference): for a GPU
-    "paper": dict(n_train=None, n_test=None, vae_epochs=100, gan_epochs=500),
-}
+# ----------------------------------------------------------------------------- checks
+MAX_SEED = 2 ** 63 - 1
 
 
-def default_profile() -> str:
-    """``$LSR_PROFILE`` if set, else ``smoke`` under CI (``$CI`` set), else ``quick``."""
-    env = os.environ.get("LSR_PROFILE")
-    if env:
-        return check_profile(env)
-    return "smoke" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "quick"
-
-
-def check_profile(name: str) -> str:
-    if name not in PROFILES:
-        raise LsrError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
-    return name
-
-
-def _check_positive_int(name: str, v) -> None:
+def positive_int(name: str, v):
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise LsrError(f"{name} must be a positive integer, got {v!r}")
+        raise LsrError(f"{name} must be >= 1 (a whole number), got {v!r}")
+    return v
 
 
-def _check_nonneg_float(name: str, v) -> float:
+def optional_positive_int(name: str, v):
+    return None if v is None else positive_int(name, v)
+
+
+def batch_size(name: str, v):
+    positive_int(name, v)
+    if v < 2:
+        raise LsrError(f"{name} must be at least 2 (BatchNorm needs two images), got {v}")
+    return v
+
+
+def seed(name: str, v):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEED:
+        raise LsrError(f"{name} must be an integer from 0 to {MAX_SEED}, got {v!r}")
+    return v
+
+
+def nonneg_float(name: str, v):
     if isinstance(v, bool):
         raise LsrError(f"{name} must be a number, got {v!r}")
     try:
         f = float(v)
     except (TypeError, ValueError):
         raise LsrError(f"{name} must be a number, got {v!r}") from None
-    if not math.isfinite(f) or f < 0:
-        raise LsrError(f"{name} must be a finite number >= 0, got {v!r}")
+    if math.isnan(f) or math.isinf(f):
+        raise LsrError(f"{name} must be a finite number, got {v!r}")
+    if f < 0:
+        raise LsrError(f"{name} must be >= 0, got {v!r}")
     return f
 
 
-@dataclass(frozen=True)
-class VAEConfig:
-    """Stage 1: the (beta-)VAE (sections 2.1, 2.3; Appendix A, D)."""
+def positive_float(name: str, v):
+    f = nonneg_float(name, v)
+    if f == 0:
+        raise LsrError(f"{name} must be > 0, got {v!r}")
+    return f
 
-    dataset: str = "shapes"
-    n_train: int | None = None      # first n training images (None: all)
-    data_seed: int = 0              # generation seed of `shapes` (ignored by real datasets)
-    image_size: int = 32
-    channels: int = 3
-    latent_dim: int = 128
-    beta: float = 1.0               # eq. 5
-    recon_loss: str = "log_mse"     # Appendix A: "log_mse" (default) or "sse"
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 2e-4
-    adam_betas: tuple[float, float] = (0.5, 0.999)
-    seed: int = 13                  # the reference's torch seed
-    precision: str = "fp32"         # "fp32" or "bf16" (autocast)
+
+def adam_betas(name: str, v):
+    try:
+        b = tuple(float(x) for x in v)
+    except (TypeError, ValueError):
+        raise LsrError(f"{name} must be two numbers in [0, 1), got {v!r}") from None
+    if len(b) != 2 or not all(0 <= x < 1 for x in b):
+        raise LsrError(f"{name} must be two numbers in [0, 1), got {v!r}")
+    return b
+
+
+def one_of(*choices):
+    def check(name: str, v):
+        if v not in choices:
+            raise LsrError(f"{name} must be one of {', '.join(map(repr, choices))}; got {v!r}")
+        return v
+    check.choices = choices
+    return check
+
+
+# The datasets the kit knows, with their image geometry (side, channels); lsr_utils.data loads them.
+DATASET_GEOMETRY: dict[str, tuple[int, int]] = {
+    "shapes": (32, 3), "mnist": (28, 1), "fashion-mnist": (28, 1), "cifar10": (32, 3), "celeba": (64, 3),
+    "imagenet64": (64, 3), "imagefolder": (32, 3),
+}
+
+
+def check_dataset_name(name) -> str:
+    if name not in DATASET_GEOMETRY:
+        raise LsrError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASET_GEOMETRY)}")
+    return name
+
+
+def dataset_name(name: str, v):
+    return check_dataset_name(v)
+
+
+def optional_str(name: str, v):
+    if v is not None and not isinstance(v, str):
+        raise LsrError(f"{name} must be a string, got {v!r}")
+    return v
+
+
+def spec(default, check, help: str, **meta):
+    """A configuration field: its default, its check and its help text (the CLI's too)."""
+    kw = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**kw, metadata={"check": check, "help": help, **meta})
+
+
+def validate(cfg) -> None:
+    """Apply every field's check (normalising its value, e.g. ``"1"`` -> 1.0 where allowed)."""
+    for f in fields(cfg):
+        check = f.metadata.get("check")
+        if check is not None:
+            object.__setattr__(cfg, f.name, check(f.metadata.get("label", f.name), getattr(cfg, f.name)))
+
+
+# ----------------------------------------------------------------------------- configurations
+class _Config:
+    """What every configuration does: check its fields, and go to and from a JSON-ready dict."""
 
     def __post_init__(self):
-        from .data import check_dataset_name
-        from .losses import RECON_LOSSES
-
-        check_dataset_name(self.dataset)
-        object.__setattr__(self, "beta", _check_nonneg_float("beta", self.beta))
-        object.__setattr__(self, "lr", _check_nonneg_float("lr", self.lr))
-        object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
-        for name in ("epochs", "batch_size", "latent_dim"):
-            _check_positive_int(name, getattr(self, name))
-        if self.batch_size < 2:
-            raise LsrError(f"batch_size must be at least 2 (BatchNorm), got {self.batch_size}")
-        if self.n_train is not None:
-            _check_positive_int("n_train", self.n_train)
-        if self.recon_loss not in RECON_LOSSES:
-            raise LsrError(f"recon_loss must be one of {RECON_LOSSES}, got {self.recon_loss!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise LsrError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        validate(self)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["adam_betas"] = list(self.adam_betas)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "VAEConfig":
-        return cls(**_known(cls, d))
+    def from_dict(cls, d: dict):
+        if not isinstance(d, dict):
+            raise LsrError(f"{cls.__name__}: expected a mapping of fields, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise LsrError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+        kw = dict(d)
+        if isinstance(kw.get("adam_betas"), list):
+            kw["adam_betas"] = tuple(kw["adam_betas"])
+        return cls(**kw)
 
-    def replace(self, **kw) -> "VAEConfig":
+    def replace(self, **kw):
         return replace(self, **kw)
 
 
 @dataclass(frozen=True)
-class GANConfig:
-    """Stage 2: the LSR-GAN, on top of a frozen VAE (section 2.2; eq. 1, 3, 4)."""
+class TrainConfig(_Config):
+    """What every training stage shares: the schedule, the optimiser (Adam, Appendix D), the seed, the arithmetic."""
 
-    vae: VAEConfig = field(default_factory=VAEConfig)
-    lam: float = 1.0                 # lambda of eq. 1 / eq. 4
-    lsr_reduction: str = "mean"      # "mean" (reference) or "sum" (literal -log q per sample)
-    init: str = "vae"                # generator starts from the VAE decoder ("vae") or at random ("scratch")
-    epochs: int = 500
-    batch_size: int = 32
-    lr: float = 2e-4
-    adam_betas: tuple[float, float] = (0.5, 0.999)
-    seed: int = 13
-    precision: str = "fp32"
+    epochs: int = spec(1, positive_int, "epochs over the training images")
+    batch_size: int = spec(32, batch_size, "images per step (the paper's: 32)")
+    lr: float = spec(2e-4, nonneg_float, "Adam learning rate (the reference's: 2e-4)")
+    adam_betas: tuple[float, float] = spec((0.5, 0.999), adam_betas, "Adam betas (the reference's: 0.5, 0.999)")
+    seed: int = spec(13, seed, "random seed of weights, shuffling and noise (the reference's: 13)")
+    precision: str = spec("fp32", one_of("fp32", "bf16"), "fp32, or bf16 autocast (changes the arithmetic)")
+
+
+@dataclass(frozen=True)
+class VAEConfig(TrainConfig):
+    """Stage 1: the (beta-)VAE (sections 2.1, 2.3; eq. 2 and 5; Appendix A, D)."""
+
+    epochs: int = spec(100, positive_int, "VAE epochs (the paper's: 100)")
+    dataset: str = spec("shapes", dataset_name, "the dataset (see README: Datasets)")
+    n_train: int | None = spec(None, optional_positive_int,
+                               "training images: a fixed, seeded, class-balanced selection of N (None: all)")
+    data_seed: int = spec(0, seed, "seed of the training-image selection (and of the generated `shapes`)")
+    data_id: str | None = spec(None, optional_str, "fingerprint of the training images (set when the run meets "
+                                                   "its data)")
+    image_size: int = spec(32, one_of(28, 32, 64), "image side in pixels")
+    channels: int = spec(3, one_of(1, 3), "image channels")
+    latent_dim: int = spec(128, positive_int, "latent dimensions (the paper's: 128)")
+    beta: float = spec(1.0, nonneg_float, "beta of the beta-VAE, eq. 5 (1: the plain VAE)")
+    recon_loss: str = spec("log_mse", one_of("log_mse", "sse"),
+                           "VAE reconstruction term: log_mse (Appendix A, the default) or sse (sum of squares)")
+
+
+@dataclass(frozen=True)
+class GANConfig(TrainConfig):
+    """Stage 2: the LSR-GAN on a frozen VAE encoder (section 2.2; eq. 1, 3, 4)."""
+
+    epochs: int = spec(500, positive_int, "LSR-GAN epochs (the paper's: 500)")
+    vae: VAEConfig = spec(VAEConfig, None, "the VAE this LSR-GAN builds on")
+    lam: float = spec(1.0, nonneg_float, "lambda of eq. 1 / eq. 4", label="lambda")
+    lsr_reduction: str = spec("mean", one_of("mean", "sum"),
+                              "LSR term: mean over latent dims (the reference's) or per-sample sum (literal eq. 4)")
+    init: str = spec("vae", one_of("vae", "scratch"), "generator starts from the VAE decoder (vae) or at random")
 
     def __post_init__(self):
-        from .losses import LSR_REDUCTIONS
-
         if not isinstance(self.vae, VAEConfig):
             raise LsrError("GANConfig.vae must be a VAEConfig")
-        object.__setattr__(self, "lam", _check_nonneg_float("lambda", self.lam))
-        object.__setattr__(self, "lr", _check_nonneg_float("lr", self.lr))
-        object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
-        for name in ("epochs", "batch_size"):
-            _check_positive_int(name, getattr(self, name))
-        if self.batch_size < 2:
-            raise LsrError(f"batch_size must be at least 2 (BatchNorm), got {self.batch_size}")
-        if self.lsr_reduction not in LSR_REDUCTIONS:
-            raise LsrError(f"lsr_reduction must be one of {LSR_REDUCTIONS}, got {self.lsr_reduction!r}")
-        if self.init not in ("vae", "scratch"):
-            raise LsrError(f"init must be 'vae' or 'scratch', got {self.init!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise LsrError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        validate(self)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = super().to_dict()
         d["vae"] = self.vae.to_dict()
-        d["adam_betas"] = list(self.adam_betas)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "GANConfig":
-        d = _known(cls, d)
-        d["vae"] = VAEConfig.from_dict(d["vae"])
-        return cls(**d)
-
-    def replace(self, **kw) -> "GANConfig":
-        return replace(self, **kw)
+        if not isinstance(d, dict) or not isinstance(d.get("vae"), dict):
+            raise LsrError("GANConfig: expected a mapping with a 'vae' mapping inside")
+        return super().from_dict({**d, "vae": VAEConfig.from_dict(d["vae"])})
 
 
-def _known(cls, d: dict) -> dict:
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise LsrError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
-    out = dict(d)
-    if "adam_betas" in out:
-        out["adam_betas"] = tuple(out["adam_betas"])
-    return out
+@dataclass(frozen=True)
+class ClassifierConfig(_Config):
+    """The classifier behind the classification metrics (section 2.3; :mod:`lsr_utils.classifier`).
 
-
-def profile_configs(profile: str | None = None, *, dataset: str = "shapes", beta: float = 1.0, lam: float = 1.0,
-                    seed: int = 13, vae_epochs: int | None = None, gan_epochs: int | None = None,
-                    n_train: int | None = -1, **vae_kw) -> GANConfig:
-    """The (VAE, GAN) configuration of a profile, as one GANConfig (``.vae`` is stage 1).
-
-    The image geometry follows the dataset. Explicit ``vae_epochs``/``gan_epochs``/
-    ``n_train`` override the profile's.
+    Not a TrainConfig: it trains with SGD and momentum, not the paper's Adam.
     """
-    from .data import DATASETS, check_dataset_name
 
-    profile = check_profile(profile or default_profile())
-    s = PROFILE_SETTINGS[profile]
-    info = DATASETS[check_dataset_name(dataset)]
-    vae = VAEConfig(dataset=dataset, image_size=vae_kw.pop("image_size", info.image_size),
-                    channels=vae_kw.pop("channels", info.channels), beta=beta, seed=seed,
-                    epochs=vae_epochs if vae_epochs is not None else s["vae_epochs"],
-                    n_train=s["n_train"] if n_train == -1 else n_train, **vae_kw)
-    return GANConfig(vae=vae, lam=lam, seed=seed, epochs=gan_epochs if gan_epochs is not None else s["gan_epochs"])
+    dataset: str = spec("cifar10", dataset_name, "the dataset it classifies")
+    n_train: int | None = spec(None, optional_positive_int, "training images (balanced selection; None: all)")
+    data_seed: int = spec(0, seed, "seed of the training-image selection")
+    data_id: str | None = spec(None, optional_str, "fingerprint of the training images")
+    image_size: int = spec(32, one_of(28, 32, 64), "image side in pixels")
+    channels: int = spec(3, one_of(1, 3), "image channels")
+    num_classes: int = spec(10, positive_int, "classes")
+    width: int = spec(24, positive_int, "channels of the first stage (the network is 8x wider at the end)")
+    epochs: int = spec(16, positive_int, "epochs")
+    batch_size: int = spec(256, batch_size, "images per step")
+    lr: float = spec(0.2, positive_float, "peak learning rate (one cycle)")
+    momentum: float = spec(0.9, nonneg_float, "SGD (Nesterov) momentum")
+    weight_decay: float = spec(5e-4, nonneg_float, "weight decay of the conv and linear weights")
+    label_smoothing: float = spec(0.1, nonneg_float, "label smoothing")
+    augment: bool = spec(True, None, "random crops and flips")
+    seed: int = spec(0, seed, "random seed")
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -199,3 +255,113 @@ def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
     return out
+
+
+def set_path(cfg, path: str, value):
+    """``cfg`` with the field at ``path`` ("beta", "vae.beta") set to ``value`` (validated)."""
+    head, _, rest = path.partition(".")
+    if rest:
+        return cfg.replace(**{head: set_path(getattr(cfg, head), rest, value)})
+    return cfg.replace(**{head: value})
+
+
+# ----------------------------------------------------------------------------- profiles
+@dataclass(frozen=True)
+class Profile:
+    """The sizes of a run and of its evaluation. ``None`` means all images."""
+
+    name: str
+    n_train: int | None
+    n_test: int | None
+    vae_epochs: int
+    gan_epochs: int
+    why: str
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("smoke", 512, 256, 1, 1, "seconds, for CI and nbval: proves the plumbing, not the science"),
+    Profile("quick", 10000, 1000, 4, 2, "minutes on a 2-core laptop CPU"),
+    Profile("paper", None, None, 100, 500, "the paper's schedule (Appendix D and the reference): for a GPU"),
+)}
+
+# Per-dataset sizes that differ from the profile's (a dataset's own schedule, chosen for what it must show).
+DATASET_PROFILES: dict[tuple[str, str], dict] = {
+    # `shapes` on a laptop: enough steps for the VAE's latent to keep the object (README: what `lsr demo` shows)
+    ("shapes", "quick"): dict(n_train=20000, vae_epochs=3, gan_epochs=2),
+}
+
+
+def check_profile(name: str) -> str:
+    if name not in PROFILES:
+        raise LsrError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    return name
+
+
+def default_profile() -> str:
+    """``$LSR_PROFILE`` if set, else ``smoke`` under CI (``$CI`` set), else ``quick``."""
+    env = os.environ.get("LSR_PROFILE")
+    if env:
+        return check_profile(env)
+    return "smoke" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "quick"
+
+
+def profile_sizes(profile: str | None, dataset: str = "shapes") -> Profile:
+    """The sizes of ``profile`` (default: :func:`default_profile`) for ``dataset``."""
+    p = PROFILES[check_profile(profile or default_profile())]
+    return replace(p, **DATASET_PROFILES.get((dataset, p.name), {}))
+
+
+# The settings a user gives (CLI options, notebook parameters), each mapped once to the fields it sets in the
+# stage-2 configuration (whose .vae is stage 1). Help texts come from the fields themselves.
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "beta": ("vae.beta",), "n_train": ("vae.n_train",), "data_seed": ("vae.data_seed",),
+    "recon_loss": ("vae.recon_loss",), "latent_dim": ("vae.latent_dim",), "vae_epochs": ("vae.epochs",),
+    "gan_epochs": ("epochs",), "lam": ("lam",), "lsr_reduction": ("lsr_reduction",), "init": ("init",),
+    "seed": ("seed", "vae.seed"), "batch_size": ("batch_size", "vae.batch_size"),
+    "precision": ("precision", "vae.precision"),
+}
+
+
+def setting_help(name: str) -> str:
+    """The help text of a setting: that of the first field it sets."""
+    cls, path = GANConfig, SETTINGS[name][0]
+    *heads, last = path.split(".")
+    for h in heads:
+        cls = {f.name: f for f in fields(cls)}[h].default_factory
+    return {f.name: f for f in fields(cls)}[last].metadata["help"]
+
+
+def make_config(profile: str | None = None, *, dataset: str = "shapes", **settings) -> GANConfig:
+    """The stage-2 configuration of ``profile`` on ``dataset`` (its ``.vae`` is stage 1), with ``settings``.
+
+    ``settings`` are names of :data:`SETTINGS` (``beta=5, lam=10, vae_epochs=3``);
+    ``None`` values keep the profile's. The image geometry follows the dataset.
+    """
+    p = profile_sizes(profile, check_dataset_name(dataset))
+    size, channels = DATASET_GEOMETRY[dataset]
+    cfg = GANConfig(vae=VAEConfig(dataset=dataset, image_size=size, channels=channels, n_train=p.n_train,
+                                  epochs=p.vae_epochs), epochs=p.gan_epochs)
+    return apply_settings(cfg, settings)
+
+
+def apply_settings(cfg: GANConfig, settings: dict) -> GANConfig:
+    """``cfg`` with each setting applied to the fields it maps to (None: left as is; n_train="all": all images)."""
+    for name, value in settings.items():
+        if name not in SETTINGS:
+            raise LsrError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+        if value is None:
+            continue
+        for path in SETTINGS[name]:
+            cfg = set_path(cfg, path, None if (name == "n_train" and value == "all") else value)
+    return cfg
+
+
+def infer_profile(cfg) -> str:
+    """The profile whose sizes a configuration matches ('custom' if none)."""
+    v = cfg.vae if isinstance(cfg, GANConfig) else cfg
+    for name in PROFILES:
+        p = profile_sizes(name, v.dataset)
+        if v.epochs == p.vae_epochs and v.n_train == p.n_train and \
+                (not isinstance(cfg, GANConfig) or cfg.epochs == p.gan_epochs):
+            return name
+    return "custom"

@@ -1,88 +1,110 @@
-"""Evaluation of a trained VAE + LSR-GAN pair on held-out test images.
+"""Evaluation of a finished VAE + LSR-GAN pair on held-out test images: every number of the paper's
+Tables 1-2 and section 2.2, as one record.
 
-Computes the paper's image metrics (see :mod:`lsr_utils.metrics` for units):
-reconstruction error of the VAE decoder D(mu(x)) and of the LSR-GAN
-rendering G(mu(x)) (Figure 5a, Tables 1-2), their sharpness (section 2.2),
-the variance among renderings of samples z ~ q(z|x) (Tables 1-2), and the
-sharpness of random samples D(z), G(z) with z ~ N(0, I).
+The pipeline, each step once:
+
+1. :func:`render`: the test images' codes mu(x), logvar(x), the VAE's
+   reconstructions D(mu(x)), the LSR-GAN's renderings G(mu(x)), and random
+   samples D(z), G(z) with z ~ N(0, I) (one seed), all in [0, 1];
+2. :func:`image_metrics`: MSE (Figure 5a, Tables 1-2), sharpness (section
+   2.2), the variance among renderings of K samples of q(z|x) (Tables 1-2),
+   and for ``shapes`` the distances to the texture-free images;
+3. :func:`classification`: absolute and relative classification (Tables 1-2,
+   Figures 5b, 6a-b) with the kit's classifier;
+4. :func:`collapse_check`, the offline score ``kit_cfd`` and, where the
+   Inception weights are on this machine, FID (section 2.2);
+5. :func:`make_record`: one record (the JSON ``metrics.json`` holds; what
+   ``lsr report`` gathers), printed by the one :func:`format_record`.
+
+Units: MSE and variance are per-image sums on [0, 1]; classification in %.
 """
 from __future__ import annotations
 
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
-from .metrics import mse, sample_variance, sharpness
+from . import __version__, paper
+from .errors import LsrError
+from .metrics import Stat, accuracy, mse, sample_variance, sharpness
+from .nn import reparameterize
 from .pixels import model_to_unit, uint8_to_model, uint8_to_unit
+from .progress import progress_bar
 from .train import GANRun
 
+RANDOM_SEED = 1234  # z ~ N(0, I) for the random samples of every evaluation
+
+
+@dataclass
+class Renderings:
+    """A test set and what the two models make of it, in [0, 1] on the CPU."""
+
+    input: torch.Tensor         # x
+    mu: torch.Tensor            # mu(x), on the model's device
+    logvar: torch.Tensor
+    vae: torch.Tensor           # D(mu(x))
+    gan: torch.Tensor           # G(mu(x))
+    random_vae: torch.Tensor    # D(z), z ~ N(0, I)
+    random_gan: torch.Tensor    # G(z)
+    clean: torch.Tensor | None = None  # shapes: the texture-free x
+
 
 @torch.no_grad()
-def _batched(fn, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-@torch.no_grad()
-def render_test_set(run: GANRun, test_x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Inputs, mu, logvar, VAE reconstructions D(mu) and LSR-GAN renderings G(mu); images in [0, 1] on the CPU."""
+def render(run: GANRun, test_x: torch.Tensor, *, clean: torch.Tensor | None = None, n_random: int | None = None,
+           seed: int = RANDOM_SEED, batch_size: int = 250, progress: bool = False) -> Renderings:
+    """Encode and decode ``test_x`` (uint8) with both models, and draw ``n_random`` random samples (default: as many)."""
     dev = run.vae.device
-    mus, lvs = [], []
-    for i in range(0, len(test_x), batch_size):
-        m, lv = run.vae.encode(uint8_to_model(test_x[i:i + batch_size].to(dev)))
-        mus.append(m)
-        lvs.append(lv)
-    mu, logvar = torch.cat(mus), torch.cat(lvs)
-    return {"input": uint8_to_unit(test_x), "mu": mu, "logvar": logvar,
-            "vae": _batched(lambda z: model_to_unit(run.vae.decode(z)).cpu(), mu, batch_size),
-            "gan": _batched(lambda z: model_to_unit(run.generate(z)).cpu(), mu, batch_size)}
+    parts = {k: [] for k in ("mu", "logvar", "vae", "gan")}
+    starts = range(0, len(test_x), batch_size)
+    for i in progress_bar(starts, desc="rendering test images", disable=not progress, leave=False):
+        mu, lv = run.vae.encode(uint8_to_model(test_x[i:i + batch_size].to(dev)))
+        parts["mu"].append(mu)
+        parts["logvar"].append(lv)
+        parts["vae"].append(model_to_unit(run.vae.decode(mu)).cpu())
+        parts["gan"].append(model_to_unit(run.generate(mu)).cpu())
+    z = torch.randn(n_random or len(test_x), run.config.vae.latent_dim, device=dev,
+                    generator=torch.Generator(device=dev).manual_seed(seed))
+    rv = torch.cat([model_to_unit(run.vae.decode(z[i:i + batch_size])).cpu() for i in range(0, len(z), batch_size)])
+    rg = torch.cat([model_to_unit(run.generate(z[i:i + batch_size])).cpu() for i in range(0, len(z), batch_size)])
+    return Renderings(uint8_to_unit(test_x), torch.cat(parts["mu"]), torch.cat(parts["logvar"]),
+                      torch.cat(parts["vae"]), torch.cat(parts["gan"]), rv, rg,
+                      None if clean is None else uint8_to_unit(clean))
 
 
 @torch.no_grad()
-def image_metrics(run: GANRun, test_x: torch.Tensor, *, clean: torch.Tensor | None = None, k: int = 10,
-                  n_variance: int = 500, n_random: int = 1000, seed: int = 0) -> dict:
-    """The paper's image metrics for one VAE + LSR-GAN pair on uint8 test images.
-
-    ``clean`` (shapes only): the texture-free test images, to measure how far
-    each output is from the compressible content alone.
-    """
-    r = render_test_set(run, test_x)
+def image_metrics(run: GANRun, r: Renderings, *, k: int = 10, n_variance: int = 1000, seed: int = 0) -> dict:
+    """MSE, sharpness and sample variance of both models (and distances to the clean images for ``shapes``)."""
     g = torch.Generator(device=run.vae.device).manual_seed(seed)
+    nv = min(n_variance, len(r.input))
     out = {
-        "n_test": len(test_x),
-        "mse_vae": mse(r["vae"], r["input"]).to_dict(),
-        "mse_lsr_gan": mse(r["gan"], r["input"]).to_dict(),
-        "sharpness_input": sharpness(r["input"]).to_dict(),
-        "sharpness_vae": sharpness(r["vae"]).to_dict(),
-        "sharpness_lsr_gan": sharpness(r["gan"]).to_dict(),
+        "n_test": len(r.input),
+        "mse_vae": mse(r.vae, r.input), "mse_lsr_gan": mse(r.gan, r.input),
+        "sharpness_input": sharpness(r.input), "sharpness_vae": sharpness(r.vae), "sharpness_lsr_gan": sharpness(r.gan),
+        "sharpness_random_vae": sharpness(r.random_vae), "sharpness_random_lsr_gan": sharpness(r.random_gan),
+        "variance_vae": sample_variance(lambda z: model_to_unit(run.vae.decode(z)), r.mu[:nv], r.logvar[:nv], k=k,
+                                        generator=g),
+        "variance_lsr_gan": sample_variance(lambda z: model_to_unit(run.generate(z)), r.mu[:nv], r.logvar[:nv],
+                                            k=k, generator=g),
+        "variance_n": nv, "variance_k": k,
     }
-    nv = min(n_variance, len(test_x))
-    mu, lv = r["mu"][:nv], r["logvar"][:nv]
-    out["variance_vae"] = sample_variance(lambda z: model_to_unit(run.vae.decode(z)), mu, lv, k=k,
-                                          generator=g).to_dict()
-    out["variance_lsr_gan"] = sample_variance(lambda z: model_to_unit(run.generate(z)), mu, lv, k=k,
-                                              generator=g).to_dict()
-    out["variance_n"], out["variance_k"] = nv, k
-    z = torch.randn(n_random, run.vae.config.latent_dim, generator=g, device=run.vae.device)
-    out["sharpness_random_vae"] = sharpness(_batched(lambda t: model_to_unit(run.vae.decode(t)).cpu(), z)).to_dict()
-    out["sharpness_random_lsr_gan"] = sharpness(_batched(lambda t: model_to_unit(run.generate(t)).cpu(), z)).to_dict()
-    if clean is not None:
-        c = uint8_to_unit(clean)
-        out["mse_input_to_clean"] = mse(r["input"], c).to_dict()
-        out["mse_vae_to_clean"] = mse(r["vae"], c).to_dict()
-        out["mse_lsr_gan_to_clean"] = mse(r["gan"], c).to_dict()
-        out["sharpness_clean"] = sharpness(c).to_dict()
-    return out
+    if r.clean is not None:
+        out.update(mse_input_to_clean=mse(r.input, r.clean), mse_vae_to_clean=mse(r.vae, r.clean),
+                   mse_lsr_gan_to_clean=mse(r.gan, r.clean), sharpness_clean=sharpness(r.clean))
+    return {key: v.to_dict() if isinstance(v, Stat) else v for key, v in out.items()}
 
 
-# --------------------------------------------------------------------------- a whole run, on record
-def infer_profile(cfg) -> str:
-    """The profile whose sizes a configuration matches ('custom' if none)."""
-    from .config import PROFILE_SETTINGS
-
-    v = cfg.vae if hasattr(cfg, "vae") else cfg
-    for name, s in PROFILE_SETTINGS.items():
-        if v.epochs == s["vae_epochs"] and v.n_train == s["n_train"] and \
-                (not hasattr(cfg, "vae") or cfg.epochs == s["gan_epochs"]):
-            return name
-    return "custom"
+def classification(r: Renderings, classifier, test_y: torch.Tensor, progress: bool = False) -> dict:
+    """Absolute (vs the true labels) and relative (vs the classifier's call on the raw image) classification, %."""
+    raw = classifier.predict(r.input, progress=progress)
+    out = {"classifier_raw_accuracy": accuracy(raw, test_y).percent("% correct on raw test images")}
+    for name, imgs in (("vae", r.vae), ("lsr_gan", r.gan)):
+        pred = classifier.predict(imgs, progress=progress)
+        out[f"absolute_{name}"] = accuracy(pred, test_y).percent("% correct (true labels)")
+        out[f"relative_{name}"] = accuracy(pred, raw).percent("% agreeing with the classifier on the raw image")
+    return {key: v.to_dict() for key, v in out.items()}
 
 
 @torch.no_grad()
@@ -101,135 +123,174 @@ def collapse_check(samples: torch.Tensor, reference: torch.Tensor, threshold: fl
             "rule": "per-pixel std of random samples G(z) / per-pixel std of test images < threshold"}
 
 
+def frechet_scores(r: Renderings, extractor, key: str, prefix: str) -> dict:
+    """Frechet distances of the four image sets to the test images, in ``extractor``'s features."""
+    from .fid import cached_statistics, distance
+
+    ref = cached_statistics(key, lambda: r.input, extractor)
+    return {f"{prefix}_{name}": distance(imgs, ref, extractor)
+            for name, imgs in (("test_vae", r.vae), ("test_lsr_gan", r.gan), ("random_vae", r.random_vae),
+                               ("random_lsr_gan", r.random_gan))}
+
+
+def make_record(run: GANRun, values: dict, *, scores: dict, fid: dict, collapse: dict, classifier, settings: dict,
+                command: str | None, seconds: float, profile: str) -> dict:
+    """The one evaluation record: what was measured, on what, with what, by which command, where."""
+    from .runs import environment, now
+
+    cfg = run.config
+    return {
+        "run": "/".join(Path(run.path).resolve().parts[-3:]), "dataset": cfg.vae.dataset, "profile": profile,
+        "beta": cfg.vae.beta, "lam": cfg.lam, "lsr_reduction": cfg.lsr_reduction, "vae_epochs": cfg.vae.epochs,
+        "gan_epochs": cfg.epochs, "n_train": cfg.vae.n_train, "n_test": values["n_test"], "values": values,
+        "scores": scores, "fid": fid, "collapse": collapse, "settings": settings,
+        "classifier": {"run": "/".join(Path(classifier.path).resolve().parts[-2:]), **classifier.metrics}
+        if classifier is not None else None,
+        "provenance": {"command": command or f"lsr evaluate {run.path.name}", "evaluated": now(),
+                       "eval_seconds": round(seconds, 1), "environment": environment(),
+                       "vae_train_seconds": run.vae.history.get("seconds"),
+                       "gan_train_seconds": run.history.get("seconds")},
+    }
+
+
+def evaluate(run: GANRun, test_x: torch.Tensor, test_y: torch.Tensor, classifier, *, clean=None, k: int = 10,
+             n_variance: int = 1000, fid_weights=None, use_fid: bool = False, device=None, progress: bool = False,
+             command: str | None = None, profile: str = "custom", settings: dict | None = None) -> dict:
+    """Measure ``run`` on uint8 test images; returns the record (nothing is written)."""
+    t0 = time.monotonic()
+    n = len(test_x)
+    r = render(run, test_x, clean=clean, n_random=min(n, 1000) if n > 1000 else n, progress=progress)
+    values = image_metrics(run, r, k=k, n_variance=n_variance)
+    scores, fid = {}, {"available": False}
+    if classifier is not None:
+        values.update(classification(r, classifier, test_y, progress))
+        key = f"{run.config.vae.dataset}|test|{n}|{run.config.vae.data_seed}|{hash_images(test_x)}"
+        try:
+            scores = frechet_scores(r, classifier.feature_extractor(), key, "kit_cfd")
+            scores["kit_cfd_feature_dim"] = classifier.model.feature_dim
+        except LsrError as e:
+            scores = {"kit_cfd_unavailable": str(e)}
+    if use_fid:
+        from .fid import InceptionFID
+
+        try:
+            inc = InceptionFID(fid_weights, device=device)
+            key = f"{run.config.vae.dataset}|test|{n}|{hash_images(test_x)}"
+            for name, v in frechet_scores(r, inc, key, "fid").items():
+                values[name] = {"mean": v, "sem": None, "n": n, "unit": "FID"}
+            fid = {"available": True, "feature_dim": inc.dim, "weights_sha256": inc.weights_sha256,
+                   "weights": Path(inc.weights_path).name, "reference": f"{n} test images"}
+        except LsrError as e:
+            fid = {"available": False, "reason": str(e)}
+    collapse = collapse_check(r.random_gan, r.input)
+    return make_record(run, values, scores=scores, fid=fid, collapse=collapse, classifier=classifier,
+                       settings=settings or {}, command=command, seconds=time.monotonic() - t0, profile=profile)
+
+
+def hash_images(x: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest()[:12]
+
+
 def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifier_profile: str | None = None,
-                 fid_weights=None, use_fid: bool = True, n_test: int | None = None, k: int = 10,
-                 n_variance: int | None = None, out_root=None, command: str | None = None,
-                 progress: bool = True, reuse: bool = True) -> dict:
-    """Evaluate a finished LSR-GAN run (and its VAE) and write ``<run>/metrics.json``.
+                 fid_weights=None, use_fid: bool = False, n_test: int | None = None, k: int = 10,
+                 n_variance: int | None = None, out_root=None, record: str | Path | None = None,
+                 command: str | None = None, progress: bool = True, reuse: bool = True, say=None) -> dict:
+    """Evaluate a finished LSR-GAN run (and its VAE) and write its record to ``<run>/metrics.json``.
 
-    Computes every number of the paper's Tables 1-2 and section 2.2 that the
-    run can give: MSE, sample variance, absolute/relative classification,
-    sharpness, the offline classifier Frechet distance (``kit_cfd``) and, when
-    the Inception weights are available, FID (test- and random-seeded).
-
-    With ``reuse`` (default), an existing ``metrics.json`` written with the
-    same settings, after the run's weights, is returned instead of measuring
-    again (as finished runs are reused instead of retrained).
+    ``n_test``: test images (a balanced selection; default: the run's profile's
+    number, the same as ``lsr demo``'s). ``record``: write the record there
+    instead (for a run folder you cannot write to). With ``reuse`` (default),
+    a record written with the same settings after the run's weights is
+    returned instead of measuring again. ``say``: where progress messages go
+    (default: stderr).
     """
-    import time
-    from pathlib import Path
-
     from .classifier import ClassifierRun, classifier_config, evaluation_classifier_config, train_classifier
+    from .config import infer_profile, profile_sizes
     from .data import load_data
-    from .errors import LsrError
-    from .fid import InceptionFID, cached_statistics, distance
-    from .metrics import accuracy
-    from . import __version__
-    from .runs import atomic_write_json, environment, now, read_json
+    from .files import atomic_write_json, read_json, record_manifest
     from .train import load_run
 
-    t0 = time.monotonic()
-    path = Path(path)
+    say = say or (lambda text: print(text, file=sys.stderr))
+    path = Path(path).resolve()
     run = load_run(path, device)
     if not isinstance(run, GANRun):
-        raise LsrError(f"{path}: a VAE run; evaluate the LSR-GAN run inside it (a gan-* folder), "
-                       f"which measures both decoders")
+        raise LsrError(f"{path}: a VAE run; evaluate the LSR-GAN run inside it (a gan-* folder), which measures "
+                       f"both decoders")
     cfg = run.config
     profile = infer_profile(cfg)
+    if n_test is None:
+        n_test = profile_sizes(profile if profile != "custom" else "quick", cfg.vae.dataset).n_test
+    target = Path(record) if record else path / "metrics.json"
+    if not record and not _writable(path):
+        raise LsrError(f"{path} is read-only: cannot write metrics.json there. Pass --record FILE to write the "
+                       f"evaluation record elsewhere")
     settings = {"n_test": n_test, "k": k, "n_variance": n_variance, "use_fid": use_fid,
-                "fid_weights": str(fid_weights) if fid_weights else None,
-                "classifier": str(classifier.path) if isinstance(classifier, ClassifierRun) else classifier_profile,
-                "lsr_version": __version__}
-    cached = path / "metrics.json"
-    if reuse and cached.exists():
+                "fid_weights": Path(fid_weights).name if fid_weights else None,
+                "classifier": Path(classifier.path).name if isinstance(classifier, ClassifierRun) else
+                classifier_profile, "lsr_version": __version__}
+    if reuse and target.is_file():
         try:
-            old = read_json(cached)
+            old = read_json(target)
         except LsrError:
             old = {}
-        newest_weights = max((path / "weights.pt").stat().st_mtime, (path.parent / "weights.pt").stat().st_mtime)
-        if old.get("settings") == settings and cached.stat().st_mtime > newest_weights:
+        newest = max((path / "weights.pt").stat().st_mtime, (path.parent / "weights.pt").stat().st_mtime)
+        if isinstance(old, dict) and old.get("settings") == settings and target.stat().st_mtime > newest:
+            say(f"reusing the evaluation in {target.name} (same settings, newer than the weights; --fresh measures "
+                f"again)")
+            record_manifest(target)
             return old
-    data = load_data(cfg.vae.dataset, root=data_root, n_test=n_test, seed=cfg.vae.data_seed,
-                     n_train=(cfg.vae.n_train or 20000) if cfg.vae.dataset == "shapes" else None)
-    test_x, test_y = data.test_x, data.test_y
-    n = len(test_x)
-    clean = None
-    if cfg.vae.dataset == "shapes":
-        from .shapes import generate_shapes
-
-        clean = torch.from_numpy(generate_shapes(n, seed=cfg.vae.data_seed, split="test", with_clean=True)[2])
-    # the classifier first, so that a wrong one is refused before any expensive work
-    if classifier is None:
-        out = out_root if out_root is not None else path.parents[2]
+    data = load_data(cfg.vae.dataset, root=data_root, n_test=n_test, seed=cfg.vae.data_seed, progress=progress,
+                     n_train=2 if cfg.vae.dataset == "shapes" else None)
+    if classifier is None:  # the classifier first, so that a missing one is trained before the long work
         ccfg = (classifier_config(cfg.vae.dataset, classifier_profile) if classifier_profile else
                 evaluation_classifier_config(cfg.vae.dataset, profile))
-        classifier = train_classifier(ccfg, data if cfg.vae.dataset != "shapes" else None, out=out,
-                                      device=device, data_root=data_root, progress=progress)
+        out = Path(out_root) if out_root is not None else path.parents[2]
+        classifier = train_classifier(ccfg, out=out, device=device, data_root=data_root, progress=progress,
+                                      announce=lambda where: say(
+                                          f"training the {cfg.vae.dataset} classifier first ({where}, {ccfg.epochs} "
+                                          f"epochs): the classification metrics need it; it is kept for later "
+                                          f"evaluations"))
     if not isinstance(classifier, ClassifierRun):
         raise LsrError("classifier must be a ClassifierRun (see lsr_utils.classifier)")
     if classifier.config.dataset != cfg.vae.dataset:
         raise LsrError(f"the classifier was trained on {classifier.config.dataset!r} but this run is on "
                        f"{cfg.vae.dataset!r}; use a classifier of the same dataset")
-    nv = n_variance or min(n, 1000)
-    values = image_metrics(run, test_x, clean=clean, k=k, n_variance=nv, n_random=min(n, 1000))
-    r = render_test_set(run, test_x)
-    # classification (Tables 1-2): absolute = vs labels; relative = vs the classifier's call on the raw image
-    raw_pred = classifier.predict(r["input"])
-    raw_acc = accuracy(raw_pred, test_y)
-    for name, imgs in (("vae", r["vae"]), ("lsr_gan", r["gan"])):
-        pred = classifier.predict(imgs)
-        a, rel = accuracy(pred, test_y), accuracy(pred, raw_pred)
-        values[f"absolute_{name}"] = {**a.to_dict(), "mean": 100 * a.mean, "sem": 100 * a.sem, "std": 100 * a.std,
-                                      "unit": "% correct (true labels)"}
-        values[f"relative_{name}"] = {**rel.to_dict(), "mean": 100 * rel.mean, "sem": 100 * rel.sem,
-                                      "std": 100 * rel.std, "unit": "% agreeing with the classifier on the raw image"}
-    values["classifier_raw_accuracy"] = {**raw_acc.to_dict(), "mean": 100 * raw_acc.mean, "sem": 100 * raw_acc.sem,
-                                         "std": 100 * raw_acc.std, "unit": "% correct on raw test images"}
+    rec = evaluate(run, data.test_x, data.test_y, classifier, clean=data.test_clean, k=k,
+                   n_variance=n_variance or min(len(data.test_x), 1000), fid_weights=fid_weights, use_fid=use_fid,
+                   device=device, progress=progress, command=command, profile=profile, settings=settings)
+    atomic_write_json(target, rec)
+    record_manifest(target)
+    return rec
 
-    # random samples, for random-seeded scores and the collapse check
-    g = torch.Generator(device=run.vae.device).manual_seed(1234)
-    z = torch.randn(n, cfg.vae.latent_dim, generator=g, device=run.vae.device)
-    rand_vae = _batched(lambda t: model_to_unit(run.vae.decode(t)).cpu(), z)
-    rand_gan = _batched(lambda t: model_to_unit(run.generate(t)).cpu(), z)
-    collapse = collapse_check(rand_gan, r["input"])
 
-    # offline quality score: Frechet distance in the kit classifier's features (never called FID)
-    scores = {}
-    ext = classifier.feature_extractor()
-    key = f"{cfg.vae.dataset}|test|{n}|seed{cfg.vae.data_seed}"
-    try:
-        ref = cached_statistics(key, lambda: r["input"], ext)
-        for name, imgs in (("test_vae", r["vae"]), ("test_lsr_gan", r["gan"]), ("random_vae", rand_vae),
-                           ("random_lsr_gan", rand_gan)):
-            scores[f"kit_cfd_{name}"] = distance(imgs, ref, ext)
-        scores["kit_cfd_feature_dim"], scores["kit_cfd_extractor"] = ext.dim, ext.name
-    except LsrError as e:
-        scores["kit_cfd_unavailable"] = str(e)
-    fid = {"available": False}
-    if use_fid:
-        try:
-            inc = InceptionFID(fid_weights, device=device)
-            ref = cached_statistics(key, lambda: r["input"], inc)
-            for name, imgs in (("test_vae", r["vae"]), ("test_lsr_gan", r["gan"]), ("random_vae", rand_vae),
-                               ("random_lsr_gan", rand_gan)):
-                values[f"fid_{name}"] = {"mean": distance(imgs, ref, inc), "sem": None, "n": n, "unit": "FID"}
-            fid = {"available": True, "feature_dim": inc.dim, "weights_sha256": inc.weights_sha256,
-                   "weights": str(inc.weights_path), "reference": f"{n} test images"}
-        except LsrError as e:
-            fid = {"available": False, "reason": str(e)}
-    record = {
-        "run": str(path), "dataset": cfg.vae.dataset, "profile": profile, "beta": cfg.vae.beta, "lam": cfg.lam,
-        "lsr_reduction": cfg.lsr_reduction, "vae_epochs": cfg.vae.epochs, "gan_epochs": cfg.epochs,
-        "n_train": cfg.vae.n_train, "n_test": n, "values": values, "scores": scores, "fid": fid,
-        "collapse": collapse, "settings": settings,
-        "classifier": {"run": str(classifier.path), **classifier.metrics},
-        "provenance": {"command": command or f"lsr evaluate {path}", "evaluated": now(),
-                       "eval_seconds": round(time.monotonic() - t0, 1), "environment": environment(),
-                       "vae_train_seconds": run.vae.history.get("seconds"),
-                       "gan_train_seconds": run.history.get("seconds")},
-    }
-    atomic_write_json(path / "metrics.json", record)
-    return record
+def _writable(path: Path) -> bool:
+    import os
+
+    return os.access(path, os.W_OK)
+
+
+@torch.no_grad()
+def vae_summary(run, test_x: torch.Tensor, batch_size: int = 500) -> dict:
+    """A VAE's reconstruction error and KL on uint8 test images (Appendix A's comparison).
+
+    ``mse_per_pixel_unit``: squared error of D(mu(x)) per pixel value on [0, 1];
+    ``mse_per_pixel_model_scale``: the same on the networks' [-1, 1] scale (x 4),
+    the MSE of :func:`lsr_utils.losses.effective_beta`; ``kl_per_image``: the
+    KL of q(z|x) from N(0, I) in nats, averaged over images.
+    """
+    from .losses import kl_divergence
+    from .metrics import mse_per_pixel
+
+    errs, kl = [], 0.0
+    for i in range(0, len(test_x), batch_size):
+        x = uint8_to_model(test_x[i:i + batch_size])
+        mu, logvar = run.encode(x)
+        errs.append(mse_per_pixel(model_to_unit(run.decode(mu)).cpu(), model_to_unit(x)).mean * len(x))
+        kl += float(kl_divergence(mu, logvar))
+    unit = sum(errs) / len(test_x)
+    return {"mse_per_pixel_unit": unit, "mse_per_pixel_model_scale": 4 * unit, "kl_per_image": kl / len(test_x)}
 
 
 @torch.no_grad()
@@ -238,9 +299,59 @@ def posterior_renderings(run: GANRun, x_uint8: torch.Tensor, k: int = 6, seed: i
     """Images from K samples z ~ q(z|x) per input (Figure 1): shape (N, K, C, H, W), unit range."""
     dev = run.vae.device
     mu, logvar = run.vae.encode(uint8_to_model(x_uint8).to(dev))
-    g = torch.Generator(device=dev).manual_seed(seed)
-    eps = torch.randn((len(mu), k, mu.shape[1]), generator=g, device=dev)
-    z = (mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps).flatten(0, 1)
-    render = run.generate if decoder == "lsr_gan" else run.vae.decode
-    imgs = model_to_unit(render(z)).cpu()
+    z = reparameterize(mu, logvar, torch.Generator(device=dev).manual_seed(seed), samples=k)  # (K, N, D)
+    draw = run.generate if decoder == "lsr_gan" else run.vae.decode
+    imgs = model_to_unit(draw(z.transpose(0, 1).flatten(0, 1))).cpu()
     return imgs.view(len(mu), k, *imgs.shape[1:])
+
+
+# ----------------------------------------------------------------------------- the one formatter
+def _cell(v: dict | None, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    s = f"{v['mean']:.{digits}g}"
+    return s + (f" ± {v['sem']:.2g}" if v.get("sem") is not None else "")
+
+
+LABELS = {
+    "mse_vae": "MSE, VAE D(mu(x))", "mse_lsr_gan": "MSE, LSR-GAN G(mu(x))",
+    "variance_vae": "variance over q(z|x), VAE", "variance_lsr_gan": "variance over q(z|x), LSR-GAN",
+    "absolute_vae": "absolute classification, VAE (%)", "absolute_lsr_gan": "absolute classification, LSR-GAN (%)",
+    "relative_vae": "relative classification, VAE (%)", "relative_lsr_gan": "relative classification, LSR-GAN (%)",
+    "classifier_raw_accuracy": "classifier on raw test images (%)",
+    "sharpness_input": "sharpness, test images", "sharpness_vae": "sharpness, VAE",
+    "sharpness_lsr_gan": "sharpness, LSR-GAN", "sharpness_random_vae": "sharpness, random D(z)",
+    "sharpness_random_lsr_gan": "sharpness, random G(z)",
+    "mse_input_to_clean": "MSE, input to texture-free input", "mse_vae_to_clean": "MSE, VAE to texture-free input",
+    "mse_lsr_gan_to_clean": "MSE, LSR-GAN to texture-free input", "sharpness_clean": "sharpness, texture-free input",
+    "fid_test_vae": "FID test-seeded, VAE", "fid_test_lsr_gan": "FID test-seeded, LSR-GAN",
+    "fid_random_vae": "FID random-seeded, VAE", "fid_random_lsr_gan": "FID random-seeded, LSR-GAN",
+}
+
+
+def format_record(rec: dict) -> str:
+    """Every metric a record holds, one per line; the paper's value beside it only where the paper measured it
+    (CIFAR-10, at its beta and lambda)."""
+    c = rec.get("collapse") or {}
+    lines = [f"{rec['dataset']}, {rec['profile']} profile, beta={rec['beta']:g}, lambda={rec['lam']:g}: "
+             f"{rec['n_test']} test images; run {rec['run']}",
+             f"  collapse check: {'MODEL COLLAPSE' if c.get('collapsed') else 'no collapse'} (diversity ratio "
+             f"{c.get('diversity_ratio', float('nan')):.3f}, threshold {c.get('threshold')})"]
+    paper_col = rec["dataset"] == "cifar10"
+    vals = rec.get("values", {})
+    for key, label in LABELS.items():
+        if key not in vals:
+            continue
+        p = paper.paper_cell(key, rec["beta"], rec["lam"]) if paper_col else None
+        lines.append(f"  {label:44s} {_cell(vals[key]):>20s}" + (f"   (paper, CIFAR-10: {p})" if p else ""))
+    scores = rec.get("scores", {})
+    for key in ("kit_cfd_test_vae", "kit_cfd_test_lsr_gan", "kit_cfd_random_vae", "kit_cfd_random_lsr_gan"):
+        if key in scores:
+            label = "kit_cfd (offline score, not FID), " + key[8:].replace("_", " ")
+            lines.append(f"  {label:56s} {scores[key]:>8.4g}")
+    if "kit_cfd_unavailable" in scores:
+        lines.append(f"  offline score kit_cfd: not computed ({scores['kit_cfd_unavailable']})")
+    fid = rec.get("fid", {})
+    if not fid.get("available"):
+        lines.append(f"  FID: not computed ({fid.get('reason', 'not asked for')})")
+    return "\n".join(lines)

@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from .errors import LsrError
+from .files import atomic_write
 from .pixels import check_unit_images
+from .progress import progress_bar
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_NAME
@@ -52,15 +54,15 @@ class Statistics:
         return int(self.mu.shape[0])
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=self.n, extractor=self.extractor)
-        os.replace(tmp, path)
+        def write(tmp: Path):
+            with open(tmp, "wb") as f:
+                np.savez(f, mu=self.mu, sigma=self.sigma, n=self.n, extractor=self.extractor)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: Path) -> "Statistics":
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return cls(z["mu"], z["sigma"], int(z["n"]), str(z["extractor"]))
 
 
@@ -76,10 +78,11 @@ class FeatureExtractor:
         raise NotImplementedError
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
+    def __call__(self, images: torch.Tensor, progress: bool = False) -> np.ndarray:
         images = check_unit_images(images, "FID images")
         out = []
-        for i in range(0, len(images), self.batch_size):
+        for i in progress_bar(range(0, len(images), self.batch_size), desc=f"features ({self.name[:24]})",
+                              disable=not progress or len(images) <= 2000, leave=False):
             x = images[i:i + self.batch_size].to(self.device)
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)
@@ -130,7 +133,7 @@ def distance(images: torch.Tensor, reference: Statistics, extractor: FeatureExtr
 def cached_statistics(key: str, images: Callable[[], torch.Tensor], extractor: FeatureExtractor,
                       cache: Path | None = None) -> Statistics:
     """Statistics of a fixed image set (e.g. a dataset's test split), cached under ``key`` + extractor."""
-    from .data import cache_dir
+    from .data.cache import cache_dir
 
     safe = hashlib.sha1(f"{key}|{extractor.name}".encode()).hexdigest()[:16]
     path = Path(cache or cache_dir() / "fid") / f"{safe}.npz"
@@ -144,8 +147,8 @@ def cached_statistics(key: str, images: Callable[[], torch.Tensor], extractor: F
     st = image_statistics(images(), extractor)
     try:
         st.save(path)
-    except OSError:
-        pass
+    except LsrError:
+        pass  # a read-only or full cache only costs time
     return st
 
 
@@ -165,6 +168,17 @@ def find_weights(weights: str | Path | None = None) -> Path | None:
         return p
     hub = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_NAME
     return hub if hub.is_file() else None
+
+
+def network_reachable(host: str = "github.com", port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether ``host`` answers within ``timeout`` seconds (False when downloads are off: ``LSR_OFFLINE=1``)."""
+    if os.environ.get("LSR_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _missing_weights_message() -> str:
@@ -197,7 +211,7 @@ class InceptionFID(FeatureExtractor):
             raise LsrError("FID needs pytorch-fid: pip install pytorch-fid==0.3.0") from None
         path = find_weights(weights)
         if path is None:
-            if os.environ.get("LSR_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
+            if not network_reachable():  # offline: say so at once, never start a download
                 raise LsrError(_missing_weights_message())
             old = socket.getdefaulttimeout()
             socket.setdefaulttimeout(20)
@@ -221,7 +235,7 @@ class InceptionFID(FeatureExtractor):
                                        normalize_input=True, use_fid_inception=True)
             except RuntimeError as e:
                 raise LsrError(f"{path}: not the FID Inception weights ({str(e).splitlines()[0][:160]})") from None
-        from .train import resolve_device
+        from .runtime import resolve_device
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()

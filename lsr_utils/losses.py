@@ -37,17 +37,6 @@ class DiscriminatorLoss(NamedTuple):
     fake: torch.Tensor
 
 
-def check_nonnegative(name: str, value) -> float:
-    """Validate a weight such as beta or lambda: a finite number >= 0."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise LsrError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise LsrError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over batch and latent dims (eq. 2, 5).
 
@@ -71,6 +60,20 @@ def log_mse_reconstruction(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor
     """
     n = x.numel()
     return 0.5 * n * torch.log((x_hat - x).pow(2).sum())
+
+
+def effective_beta(mse_per_value: float) -> float:
+    """Appendix A: the beta of the log-MSE beta-VAE that a sum-of-squares VAE silently is.
+
+    The gradient of (N/2) log(SSE) with respect to a pixel is (x_hat - x) / MSE,
+    that of SSE is 2 (x_hat - x). So "SSE + KL" has the gradients of
+    2 MSE x ["log-MSE loss" + KL / (2 MSE)]: a log-MSE beta-VAE with
+    **beta_eff = 1 / (2 MSE)**, MSE per pixel value on the networks' [-1, 1]
+    scale, taken at the trained model.
+    """
+    if not mse_per_value > 0:
+        raise LsrError(f"effective_beta needs a positive mean squared error, got {mse_per_value!r}")
+    return 1.0 / (2.0 * mse_per_value)
 
 
 def sse_reconstruction(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,9 @@ else is refused with a message. Units:
   on [0, 1] (the unit that matches the paper's ~55 for a beta = 1 VAE on
   CIFAR-10); ``mse_per_pixel``: the same divided by C*H*W.
 * ``sharpness``: mean over pixels of |Laplacian(luminance) / local mean
-  luminance| (section 2.2; definition in ``docs/metrics.md``); dimensionless.
+  luminance| (section 2.2: San Pedro and Siersdorfer, 2009, section 3.1.2,
+  with the details of its usual implementation; see :func:`sharpness_per_image`);
+  dimensionless.
 * ``sample_variance``: per-image sum over pixels and channels of the variance
   across K renderings of samples z ~ q(z|x), on [0, 1]; same unit as ``mse``.
 """
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LsrError
+from .nn import reparameterize
 from .pixels import check_unit_images
 
 
@@ -46,6 +49,10 @@ class Stat:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def percent(self, unit: str) -> "Stat":
+        """A fraction as a percentage (mean, s.e. and s.d. times 100), with its unit."""
+        return Stat(100 * self.mean, 100 * self.sem, 100 * self.std, self.n, unit)
 
     def __str__(self) -> str:
         return f"{self.mean:.4g} ± {self.sem:.2g}" + (f" {self.unit}" if self.unit else "")
@@ -125,9 +132,7 @@ def sample_variance(render: Callable[[torch.Tensor], torch.Tensor], mu: torch.Te
     out = []
     for s in range(0, len(mu), batch_size):
         m, lv = mu[s:s + batch_size], logvar[s:s + batch_size]
-        eps = torch.randn((k, *m.shape), generator=generator, device=m.device, dtype=m.dtype) \
-            if generator is not None else torch.randn((k, *m.shape), device=m.device, dtype=m.dtype)
-        z = (m.unsqueeze(0) + torch.exp(0.5 * lv).unsqueeze(0) * eps).flatten(0, 1)
+        z = reparameterize(m, lv, generator, samples=k).flatten(0, 1)
         imgs = check_unit_images(render(z), "rendered images")
         imgs = imgs.view(k, len(m), *imgs.shape[1:])
         out.append(imgs.var(0, unbiased=True).flatten(1).sum(1).cpu())
@@ -135,7 +140,7 @@ def sample_variance(render: Callable[[torch.Tensor], torch.Tensor], mu: torch.Te
 
 
 def accuracy(predicted: torch.Tensor, target: torch.Tensor) -> Stat:
-    """Fraction of matches, as a Stat over images (mean in [0, 1]; x100 for %)."""
+    """Fraction of matches, as a Stat over images (mean in [0, 1]; :meth:`Stat.percent` for %)."""
     if predicted.shape != target.shape:
         raise LsrError(f"predictions and targets differ in shape: {tuple(predicted.shape)} vs {tuple(target.shape)}")
     return Stat.of((predicted == target).float(), "fraction correct")

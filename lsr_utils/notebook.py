@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import check_profile, default_profile
+from .config import check_profile, default_profile, make_config, profile_sizes
 from .errors import LsrError
 
 
@@ -40,6 +40,8 @@ def project_root(start: Path | None = None) -> Path:
 
 @dataclass
 class Context:
+    """A notebook's profile and folders, and the configurations and data of its profile."""
+
     name: str
     profile: str
     root: Path
@@ -51,9 +53,48 @@ class Context:
     def figure(self, stem: str) -> Path:
         return self.figures / stem
 
+    def rel(self, p: Path | None) -> str:
+        """``p`` relative to the project (outputs carry no machine's absolute paths)."""
+        if p is None:
+            return "-"
+        try:
+            return str(Path(p).resolve().relative_to(self.root)) or "."
+        except ValueError:
+            return os.path.relpath(Path(p).resolve(), self.root)
+
     def banner(self) -> str:
-        return (f"{self.name}: profile '{self.profile}'; runs in {self.runs}; figures in {self.figures}; "
-                f"results in {self.results}; data from {self.data_root}")
+        return (f"{self.name}: profile '{self.profile}'; runs in {self.rel(self.runs)}/; figures in "
+                f"{self.rel(self.figures)}/; results in {self.rel(self.results)}/; data from {self.rel(self.data_root)}")
+
+    def config(self, dataset: str = "shapes", **settings):
+        """The profile's configuration for ``dataset`` (``beta=..., lam=..., seed=...``: see lsr_utils.config.SETTINGS)."""
+        return make_config(self.profile, dataset=dataset, **settings)
+
+    def n_test(self, dataset: str = "shapes") -> int | None:
+        """The profile's number of test images for ``dataset`` (None: all), as ``lsr evaluate`` and ``lsr demo``."""
+        return profile_sizes(self.profile, dataset).n_test
+
+    def data(self, dataset: str = "shapes", cfg=None):
+        """The profile's training and test images of ``dataset`` (those of ``cfg.vae`` when given)."""
+        from .data import load_data
+
+        v = (cfg or self.config(dataset)).vae
+        return load_data(v.dataset, root=self.data_root, n_train=v.n_train, n_test=self.n_test(v.dataset),
+                         seed=v.data_seed)
+
+    def spread(self, dataset: str = "shapes") -> dict:
+        """The run-to-run standard deviation of each metric (seeds of the beta = lambda = 1 pair), or {} if unmeasured.
+
+        Written by ``lsr reproduce`` (``results/seed_spread_<dataset>_<profile>.json``); the
+        claims' verdicts weigh it (:func:`trend`'s ``spread``).
+        """
+        from .files import read_json
+
+        f = self.results / f"seed_spread_{dataset}_{self.profile}.json"
+        if not f.is_file():
+            return {}
+        d = read_json(f)
+        return {k: v["std"] for k, v in (d.get("spread") or {}).items() if isinstance(v, dict) and "std" in v}
 
 
 def find_data_root(data_root: str | Path | None, root: Path) -> Path | None:
@@ -69,14 +110,20 @@ def find_data_root(data_root: str | Path | None, root: Path) -> Path | None:
 
 
 def setup(*, profile: str | None = None, name: str = "notebook", root: str | Path | None = None,
-          data_root: str | Path | None = None) -> Context:
+          data_root: str | Path | None = None, out: str | Path | None = None) -> Context:
+    """A notebook's context: its profile (argument, else ``$LSR_PROFILE``, else ``smoke`` under CI, else ``quick``)
+    and folders: the project's ``runs/``, ``figures/``, ``results/`` (smoke-profile figures and results go to
+    ``runs/_smoke/``, never over the committed ones), or ``<out>/runs``, ``<out>/figures``, ``<out>/results``."""
     profile = check_profile(profile) if profile else default_profile()
-    root = Path(root) if root else project_root()
-    runs = root / "runs"
-    if profile == "smoke":
+    root = Path(root).resolve() if root else project_root()
+    if out is not None:
+        base = Path(out).resolve()
+        runs, figures, results = base / "runs", base / "figures", base / "results"
+    elif profile == "smoke":
+        runs = root / "runs"
         figures, results = runs / "_smoke" / "figures", runs / "_smoke" / "results"
     else:
-        figures, results = root / "figures", root / "results"
+        runs, figures, results = root / "runs", root / "figures", root / "results"
     for p in (runs, figures, results):
         p.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("LSR_PROGRESS", "1")
@@ -91,7 +138,8 @@ def write_results(ctx: Context, stem: str, record: dict, *, claims: list[dict] |
     "reproduced": True | False | None, "evidence": "the numbers behind the verdict"}``;
     ``lsr report`` gathers them into ``results/claims.md`` beside the figures they concern.
     """
-    from .runs import atomic_write_json, environment, now
+    from .files import atomic_write_json
+    from .runs import environment, now
 
     for c in claims or []:
         missing = {"where", "claim", "reproduced", "evidence"} - set(c)
@@ -109,18 +157,21 @@ VERDICT_WORDS = {True: "reproduced", False: "NOT reproduced", None: "not tested"
                  WITHIN_NOISE: "within noise (neither shown nor refuted)"}
 
 
-def trend(first: dict, second: dict, direction: str, z: float = 2.0):
+def trend(first: dict, second: dict, direction: str, z: float = 2.0, spread: float = 0.0):
     """Did a value go ``"up"`` or ``"down"`` from ``first`` to ``second`` (dicts with ``mean`` and ``sem``)?
 
     True when the change has that sign and exceeds ``z`` combined standard
     errors, False when it has the other sign and exceeds them, else
-    ``WITHIN_NOISE``. A claim's verdict should not rest on a difference its
-    error bars do not support.
+    ``WITHIN_NOISE``. The error combines the two values' standard errors (the
+    choice of test images) with ``spread``, the run-to-run standard deviation
+    of the metric (the training noise: same settings, other seeds), once for
+    each run: a claim's verdict should not rest on a difference that retraining
+    with another seed could make.
     """
     if direction not in ("up", "down"):
         raise LsrError(f"trend direction must be 'up' or 'down', got {direction!r}")
     diff = second["mean"] - first["mean"]
-    se = ((first.get("sem") or 0.0) ** 2 + (second.get("sem") or 0.0) ** 2) ** 0.5
+    se = ((first.get("sem") or 0.0) ** 2 + (second.get("sem") or 0.0) ** 2 + 2 * spread ** 2) ** 0.5
     if abs(diff) <= z * se:
         return WITHIN_NOISE
     return (diff > 0) == (direction == "up")
@@ -215,38 +266,91 @@ def value_file_name(param: str, value) -> str:
     return f"{param}={text}"
 
 
+def run_notebook(notebook: str, target: str, params: dict, manifest: str | None = None) -> dict:
+    """A unit of work (:mod:`lsr_utils.jobs`): execute ``notebook`` into ``target`` with ``params``.
+
+    Writes ``<target>.done`` when it finished; evaluation records made or
+    reused on the way are listed in ``manifest`` (see :func:`record_manifest`).
+    A failure keeps the executed copy and reports the cell that failed.
+    """
+    target_p = Path(target)
+    marker = target_p.with_suffix(".done")
+    if marker.exists() and target_p.exists():
+        return {"status": "done", "message": "already done", "value": "skipped"}
+    t0 = time.monotonic()
+    old = os.environ.get("LSR_MANIFEST")
+    if manifest:
+        os.environ["LSR_MANIFEST"] = manifest  # inherited by the notebook's kernel
+    try:
+        execute(notebook, target_p, params, cwd=Path(notebook).parent)
+    except LsrError:
+        raise
+    except Exception as e:  # papermill's PapermillExecutionError and kernel deaths
+        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}" if str(e).strip() else type(e).__name__
+        return {"status": "error", "message": f"{_failed_cell(target_p)}; {error}; kept for inspection: {target}"}
+    finally:
+        if manifest:
+            if old is None:
+                os.environ.pop("LSR_MANIFEST", None)
+            else:
+                os.environ["LSR_MANIFEST"] = old
+    marker.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1), "params": params}, default=str))
+    return {"status": "done", "message": f"{time.monotonic() - t0:.0f} s", "value": "ran"}
+
+
+def manifest_records(manifest: str | Path) -> list[dict]:
+    """The evaluation records a manifest lists (unreadable ones are left out; the report warns about them)."""
+    from .files import read_json
+
+    out = []
+    m = Path(manifest)
+    for line in (m.read_text().splitlines() if m.is_file() else []):
+        try:
+            out.append(read_json(line))
+        except LsrError:
+            continue
+    return out
+
+
 def sweep(notebook: str | Path, param: str, values: list, *, out: str | Path = "runs/sweeps",
-          fixed: dict | None = None, progress: bool = True) -> dict:
+          fixed: dict | None = None, progress: bool = True, executor=None) -> dict:
     """Execute ``notebook`` once per value of ``param``; resumable; failures are kept and reported.
 
     Each copy goes to ``<out>/<notebook stem>/<param>=<value>.ipynb`` with a
-    ``.done`` marker when it finished. Returns {"done": [...], "skipped":
-    [...], "failed": [{"value", "notebook", "cell"}]}.
+    ``.done`` marker when it finished; each value is one unit for
+    ``executor`` (:mod:`lsr_utils.jobs`; default: in this process). The report
+    of the sweep (``<out>/<notebook stem>/report/``) is built from exactly the
+    evaluation records its copies made or reused. Returns {"done": [...],
+    "skipped": [...], "failed": [{"value", "notebook", "cell", "log"}],
+    "folder", "report"}.
     """
-    from .progress import progress_bar
+    from .jobs import LocalExecutor, Unit
 
-    notebook = Path(notebook)
+    notebook = Path(notebook).resolve()
     fixed = dict(fixed or {})
     check_parameters(notebook, {param: values[0], **fixed})
-    folder = Path(out) / notebook.stem
+    folder = Path(out).resolve() / notebook.stem
     folder.mkdir(parents=True, exist_ok=True)
-    summary = {"done": [], "skipped": [], "failed": [], "folder": str(folder)}
-    for v in progress_bar(values, desc=f"sweep {param}", disable=not progress):
+    manifest = folder / "records.txt"
+    units, by_name = [], {}
+    for v in values:
         target = folder / f"{value_file_name(param, v)}.ipynb"
-        marker = target.with_suffix(".done")
-        if marker.exists() and target.exists():
-            summary["skipped"].append(v)
-            continue
-        t0 = time.monotonic()
-        try:
-            execute(notebook, target, {**fixed, param: v}, cwd=notebook.parent)
-        except LsrError:
-            raise
-        except Exception as e:  # papermill's PapermillExecutionError and kernel deaths
-            summary["failed"].append({"value": v, "notebook": str(target), "cell": _failed_cell(target),
-                                      "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
-                                      if str(e).strip() else type(e).__name__})
-            continue
-        marker.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1), "value": v}))
-        summary["done"].append(v)
+        name = value_file_name(param, v)
+        units.append(Unit(name, run_notebook, (str(notebook), str(target), {**fixed, param: v}, str(manifest))))
+        by_name[name] = (v, target)
+    executor = executor or LocalExecutor()
+    outcomes = executor.run(units, say=(lambda text: None) if not progress else lambda text: print(text))
+    summary = {"done": [], "skipped": [], "failed": [], "folder": str(folder), "report": []}
+    for name, (v, target) in by_name.items():
+        o = outcomes[name]
+        if o.status == "done":
+            summary["skipped" if o.value == "skipped" else "done"].append(v)
+        else:
+            summary["failed"].append({"value": v, "notebook": str(target), "cell": o.message, "log": o.log})
+    records = manifest_records(manifest)
+    if records:
+        from .report import write_report
+
+        summary["report"] = write_report(None, folder / "report", records=records, keep=False,
+                                         command=f"lsr sweep {notebook.name} --param {param}")
     return summary

@@ -2,8 +2,9 @@
 
 Values are ``(mean, standard error)``; ``COLLAPSE`` marks the paper's "Model
 Collapse" cells. Units as in the paper (classification in %, MSE and variance
-in the paper's unstated units; see ``docs/metrics.md``: its MSE matches the
-per-image sum of squared errors on [0, 1]).
+in the paper's unstated units: its MSE matches the kit's per-image sum of
+squared errors on [0, 1]; its variance does not match any per-image sum, see
+``lsr_utils.report``).
 """
 from __future__ import annotations
 
@@ -79,3 +80,25 @@ def paper_value(table: dict, key: str, value: float):
         if abs(v - value) < 1e-9:
             return cell
     return None
+
+
+def _text(cell) -> str:
+    if cell == COLLAPSE:
+        return COLLAPSE
+    m, se = cell
+    return f"{m:.4g}" + (f" ± {se:.2g}" if se is not None else "")
+
+
+def paper_cell(key: str, beta: float, lam: float) -> str | None:
+    """The paper's CIFAR-10 value of metric ``key`` at (beta, lambda), as text, where the paper measured it."""
+    cells = []
+    if abs(lam - 1) < 1e-9:
+        cells.append(paper_value(TABLE1, key, beta))
+    if abs(beta - 1) < 1e-9:
+        cells.append(paper_value(TABLE2, key, lam))
+        if abs(lam - 1) < 1e-9:
+            cells.append(SECTION_2_2.get(key))
+            if key == "classifier_raw_accuracy":
+                cells.append((CLASSIFIER_ACCURACY, None))
+    cell = next((c for c in cells if c is not None), None)
+    return None if cell is None else _text(cell)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from .files import atomic_write
 from .pixels import check_unit_images
 
 
@@ -58,18 +59,12 @@ def image_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path | None = N
 
 def save_figure(fig, path: str | Path, formats=("png", "pdf")) -> list[Path]:
     """Save ``fig`` as ``path.<fmt>`` for each format (atomically); returns the files."""
-    import os
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
-        target = path.with_suffix(f".{fmt}")
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if fmt == "pdf"
-                    else None)
-        os.replace(tmp, target)
-        written.append(target)
+        meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
+        written.append(atomic_write(path.with_suffix(f".{fmt}"), lambda tmp, fmt=fmt, meta=meta: fig.savefig(
+            tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=meta)))
     return written
 
 
@@ -87,18 +82,31 @@ def close(fig) -> None:
     _plt().close(fig)
 
 
+UNITS = {"loss": "negative ELBO per batch", "recon": "reconstruction term", "kl_per_image": "KL, nats per image",
+         "mse_per_pixel": "squared error per pixel, [0,1]", "g_loss": "generator loss", "d_loss": "discriminator loss",
+         "g_adversarial": "adversarial term (BCE)", "lsr": "-log q(z|G(z)), mean per dim", "d_real": "D(x)",
+         "d_fake": "D(G(z))", "train_accuracy": "fraction correct"}
+
+
 def loss_curves(history: dict, keys: tuple[str, ...], path: str | Path | None = None, *, title: str = ""):
-    """Per-step curves (``history["steps"]``) of ``keys``, one panel each; saved when ``path`` is given."""
+    """Per-step curves (``history["steps"]``) of ``keys``, one panel each, y-axis labelled with the unit.
+
+    With fewer logged steps than two, the per-epoch values are drawn; a series
+    of a single point is drawn as a marker, so no panel is ever empty.
+    """
     plt = _plt()
     steps = history.get("steps", {})
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.6), squeeze=False)
     for ax, k in zip(axes[0], keys):
-        x, y = steps.get("step", []), steps.get(k, [])
-        if not y:  # too few steps for a logged window: fall back to epochs
-            x, y = history.get("epoch", {}).get("epoch", []), history.get("epoch", {}).get(k, [])
-        ax.plot(x, y, lw=1.2)
+        x, y, unit = steps.get("step", []), steps.get(k, []), "step"
+        if len(y) < 2:  # too few logged windows: the epochs
+            x, y, unit = history.get("epoch", {}).get("epoch", []), history.get("epoch", {}).get(k, []), "epoch"
+        ax.plot(x, y, lw=1.2, marker="o" if len(y) <= 20 else None, ms=4)
+        if not y:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set_title(k, fontsize=9)
-        ax.set_xlabel("step" if steps.get(k) else "epoch", fontsize=8)
+        ax.set_xlabel(unit, fontsize=8)
+        ax.set_ylabel(UNITS.get(k, k), fontsize=8)
         ax.tick_params(labelsize=7)
     return _finish(fig, title, path)
 

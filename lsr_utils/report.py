@@ -27,7 +27,8 @@ from pathlib import Path
 
 from . import paper
 from .errors import LsrError
-from .runs import atomic_write_bytes, environment, now
+from .files import atomic_write_bytes
+from .runs import environment, now
 
 TABLE1_ROWS = ("mse_vae", "mse_lsr_gan", "variance_vae", "variance_lsr_gan", "absolute_vae", "absolute_lsr_gan",
                "relative_vae", "relative_lsr_gan")
@@ -220,7 +221,8 @@ def _grid(rows, columns, cell):
     return [[cell(r, c) for c in columns] for r in rows]
 
 
-def _markdown(header: list[str], body: list[list[str]]) -> str:
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    """A Markdown table (header row, separator, body rows)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
@@ -235,7 +237,12 @@ def _csv(header, body) -> str:
 
 
 def build_tables(records: list[dict]) -> dict[tuple[str, str], dict]:
-    """{(dataset, profile): {"table1": (header, rows), "table2": ..., "section": ..., "records": [...]}}."""
+    """{(dataset, profile): {"table1": (header, rows), "table2": ..., "section": ..., "records": [...]}}.
+
+    The paper's values appear beside the kit's only for CIFAR-10, the dataset
+    its tables measured; a table whose columns were evaluated on different
+    numbers of test images says so in every column header.
+    """
     groups = defaultdict(list)
     for r in records:
         groups[(r["dataset"], r["profile"])].append(r)
@@ -245,50 +252,72 @@ def build_tables(records: list[dict]) -> dict[tuple[str, str], dict]:
             hits = [r for r in recs if abs(r["beta"] - beta) < 1e-9 and abs(r["lam"] - lam) < 1e-9]
             return hits[-1] if hits else None
 
+        with_paper = dataset == "cifar10"
+
+        def cell(rec, key, table, value):
+            kit = _cell_kit(rec, key)
+            if not with_paper:
+                return kit
+            return f"{kit} (paper: {_cell_paper(paper.paper_value(table, key, value)) or 'n/a'})"
+
+        def header(prefix, values, pick):
+            sizes = {r["n_test"] for v in values if (r := pick(v)) is not None}
+            mixed = len(sizes) > 1
+            return ["metric"] + [f"{prefix}={v:g}" + (f" (n={pick(v)['n_test']})" if mixed and pick(v) else "")
+                                 for v in values]
+
         betas = sorted({r["beta"] for r in recs if abs(r["lam"] - 1) < 1e-9} | set(paper.SWEEP_VALUES))
         lams = sorted({r["lam"] for r in recs if abs(r["beta"] - 1) < 1e-9} | set(paper.SWEEP_VALUES))
-        h1 = ["metric"] + [f"beta={b:g}" for b in betas]
-        t1 = [[paper.ROW_LABELS[k]] + [f"{_cell_kit(find(b, 1.0), k)} (paper: {_cell_paper(paper.paper_value(paper.TABLE1, k, b)) or 'n/a'})"
-                                        for b in betas] for k in TABLE1_ROWS]
-        h2 = ["metric"] + [f"lambda={lam:g}" for lam in lams]
-        t2 = [[paper.ROW_LABELS[k]] + [f"{_cell_kit(find(1.0, lam), k)} (paper: {_cell_paper(paper.paper_value(paper.TABLE2, k, lam)) or 'n/a'})"
-                                        for lam in lams] for k in TABLE2_ROWS]
+        h1 = header("beta", betas, lambda b: find(b, 1.0))
+        t1 = [[paper.ROW_LABELS[k]] + [cell(find(b, 1.0), k, paper.TABLE1, b) for b in betas] for k in TABLE1_ROWS]
+        h2 = header("lambda", lams, lambda lam: find(1.0, lam))
+        t2 = [[paper.ROW_LABELS[k]] + [cell(find(1.0, lam), k, paper.TABLE2, lam) for lam in lams]
+              for k in TABLE2_ROWS]
         base = find(1.0, 1.0)
-        h3 = ["metric", "kit (beta=1, lambda=1)", "paper (CIFAR-10)"]
-        t3 = [[paper.ROW_LABELS.get(k, OFFLINE_LABELS.get(k, k)), _cell_kit(base, k),
-               _cell_paper(paper.SECTION_2_2.get(k)) or "n/a (kit-only score)"] for k in SECTION_ROWS]
+        h3 = ["metric", "kit (beta=1, lambda=1)"] + (["paper (CIFAR-10)"] if with_paper else [])
+        t3 = [[paper.ROW_LABELS.get(k, OFFLINE_LABELS.get(k, k)), _cell_kit(base, k)] +
+              ([_cell_paper(paper.SECTION_2_2.get(k)) or "n/a (kit-only score)"] if with_paper else [])
+              for k in SECTION_ROWS]
         if base is not None:
-            t3.append(["Classifier accuracy on raw test images, %", _cell_kit(base, "classifier_raw_accuracy"),
-                       _fmt(paper.CLASSIFIER_ACCURACY)])
+            t3.append(["Classifier accuracy on raw test images, %", _cell_kit(base, "classifier_raw_accuracy")] +
+                      ([_fmt(paper.CLASSIFIER_ACCURACY)] if with_paper else []))
         out[(dataset, profile)] = {"table1": (h1, t1), "table2": (h2, t2), "section": (h3, t3), "records": recs}
     return out
 
 
-def write_report(runs: str | Path = "runs", out: str | Path = "results", command: str | None = None,
-                 include_smoke: bool = False, warn=None) -> list[Path]:
+def write_report(runs: str | Path | None = "runs", out: str | Path = "results", command: str | None = None,
+                 include_smoke: bool = False, warn=None, records: list[dict] | None = None,
+                 keep: bool = True) -> list[Path]:
     """Write ``report.md`` and one CSV per table and (dataset, profile); returns the files written.
 
     Records come from the runs under ``runs`` and from those kept in ``out`` (see the module's
     docstring); every record used is kept in ``out/records/``. Runs of the ``smoke`` profile (CI's
     seconds-long runs) are left out unless ``include_smoke``. A record that cannot be read or
     used is skipped and named through ``warn`` (default: a line on stderr).
+
+    ``records``: report exactly these records instead (a sweep's or a
+    reproduction's own runs); ``keep=False`` leaves ``out/records/`` alone.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LsrError(f"--out {out} is a file; give a folder for report.md and the tables")
     warn = warn or _warn_stderr
-    recs = merge_records(load_records(runs, warn) + archived_records(out, warn))
+    if records is not None:
+        recs = merge_records(_checked(list(records), Path("records given"), warn))
+    else:
+        recs = merge_records(load_records(runs, warn) + archived_records(out, warn))
     if not include_smoke and any(r["profile"] != "smoke" for r in recs):
         recs = [r for r in recs if r["profile"] != "smoke"]
     if not recs:
         raise LsrError(f"no evaluated runs under {runs} and none kept in {out / 'records'}: "
                        "run `lsr evaluate RUN_DIR` on LSR-GAN runs first")
     tables = build_tables(recs)
-    written = _archive(recs, out)
+    written = _archive(recs, out) if keep else []
     md = ["# lsr-kit results: kit values beside the paper's", "",
-          f"Generated {now()} by `{command or 'lsr report'}`. Each cell: kit value ± standard error (paper's "
-          "value ± its standard error). Paper values are CIFAR-10; compare like with like (dataset and profile "
-          "are named in each heading). Units: MSE and variance are per-image sums on the [0, 1] scale; "
+          f"Generated {now()} by `{command or 'lsr report'}`. Each cell: kit value ± standard error; in the "
+          "CIFAR-10 tables, the paper's value ± its standard error beside it (the paper's tables are CIFAR-10: "
+          "other datasets show the kit's values alone). Dataset and profile are named in each heading. Units: "
+          "MSE and variance are per-image sums on the [0, 1] scale; "
           "classification in %. `kit_cfd` is the kit's offline score (Frechet distance in its own classifier's "
           "features), not FID.", "",
           "On the variance unit: the paper does not state it. Its largest values (4,920 for the LSR-GAN at beta = "
@@ -303,7 +332,7 @@ def write_report(runs: str | Path = "runs", out: str | Path = "results", command
                             ("table2", "Table 2: dependence on lambda (beta = 1)"),
                             ("section", "Section 2.2: sharpness and image quality (beta = lambda = 1)")):
             header, body = t[name]
-            md += [f"### {title}", "", _markdown(header, body), ""]
+            md += [f"### {title}", "", markdown_table(header, body), ""]
             f = out / f"{name}_{stem}.csv"
             atomic_write_bytes(f, _csv(header, body).encode())
             written.append(f)
@@ -369,22 +398,3 @@ def write_claims(results: str | Path = "results", out: str | Path | None = None)
     path = Path(out) if out else results / "claims.md"
     atomic_write_bytes(path, "\n".join(md).encode())
     return path
-
-
-def summarize(rec: dict) -> str:
-    """A few lines of an evaluation record, each kit value beside the paper's CIFAR-10 value."""
-    lam_cell = lambda table, key, val: _cell_paper(paper.paper_value(table, key, val)) or "n/a"  # noqa: E731
-    lines = [f"{rec['dataset']} ({rec['profile']} profile), beta={rec['beta']:g}, lambda={rec['lam']:g}, "
-             f"{rec['n_test']} test images" + ("  -- LSR-GAN: MODEL COLLAPSE" if rec["collapse"]["collapsed"] else "")]
-    for key in TABLE1_ROWS:
-        p = lam_cell(paper.TABLE1, key, rec["beta"]) if abs(rec["lam"] - 1) < 1e-9 else \
-            (lam_cell(paper.TABLE2, key, rec["lam"]) if abs(rec["beta"] - 1) < 1e-9 else "n/a")
-        lines.append(f"  {paper.ROW_LABELS[key]:40s} {_cell_kit(rec, key):>22s}   (paper, CIFAR-10: {p})")
-    for key in ("sharpness_vae", "sharpness_lsr_gan", "fid_test_vae", "fid_test_lsr_gan", "fid_random_vae",
-                "fid_random_lsr_gan"):
-        p = _cell_paper(paper.SECTION_2_2.get(key)) if abs(rec["beta"] - 1) < 1e-9 and abs(rec["lam"] - 1) < 1e-9 \
-            else "n/a"
-        lines.append(f"  {paper.ROW_LABELS[key]:40s} {_cell_kit(rec, key):>22s}   (paper, CIFAR-10: {p})")
-    for key, label in OFFLINE_LABELS.items():
-        lines.append(f"  {label:80s} {_cell_kit(rec, key)}")
-    return "\n".join(lines)

@@ -1,33 +1,58 @@
-"""Run folders: one per configuration, written atomically, reused when finished.
+"""Run folders: one per configuration, locked while trained, written atomically, reused when finished.
 
 Layout (``out`` defaults to ``runs/``)::
 
     runs/<dataset>/vae-b<beta>-e<epochs>-<hash>/          a VAE run
-        config.json      the VAEConfig, kind, package version
-        run.json         status (running/finished), device, times, versions
-        history.json     per-epoch (and per-log-step) losses
+        config.json      kind, package version, the VAEConfig (its data_id included)
+        run.json         status (running / finished / failed), device, times, versions
+        history.json     per-epoch and per-log-step losses
         checkpoint.pt    resumable state while running (removed when finished)
         weights.pt       final weights (encoder, decoder)
+        .lock            held (flock) by the process training it
         gan-l<lam>-e<epochs>-<hash>/                     an LSR-GAN on that VAE
             ...          the same files; weights.pt holds generator, discriminator
+    runs/<dataset>/classifier-w<width>-e<epochs>-<hash>/ the classifier of the metrics
 
-A GAN run lives inside its VAE's folder, so a lambda sweep shares one VAE.
+The hash is of the whole configuration, so a run trained on other data,
+another beta, another seed ... lives in another folder. A GAN run lives
+inside its VAE's folder, so a lambda sweep shares one VAE.
+
+**The checkpoint format** (``checkpoint.pt``, read and written by
+:mod:`lsr_utils.loop`): a dict of tensors and plain values, loaded with
+``weights_only=True``::
+
+    {"lsr_version": str, "kind": "vae" | "gan" | "classifier" | "<kind>-sweep",
+     "epoch": int, "pos": int,                 # next epoch, next batch within it
+     "models": {name: state_dict}, "optims": {name: optimiser state_dict},
+     "history": dict,                          # lists of floats (see loop.py)
+     "shuffle_state": ByteTensor,              # CPU generator at the start of the epoch
+     "noise_state": ByteTensor, "torch_rng": ByteTensor}
+
+Every file here is untrusted input when it comes from elsewhere: weights and
+checkpoints load as tensors only (:func:`lsr_utils.files.load_tensors`), and
+a JSON file of the wrong shape is reported as a damaged run folder, naming
+the file.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
-import pickle
 import platform
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .config import GANConfig, VAEConfig, config_diff
+from .config import ClassifierConfig, GANConfig, VAEConfig, config_diff
 from .errors import LsrError
+from .files import atomic_torch_save, atomic_write_json, load_tensors, read_json
+
+CONFIG_CLASSES = {"vae": VAEConfig, "gan": GANConfig, "classifier": ClassifierConfig}
+CHECKPOINT_KEYS = ("kind", "epoch", "pos", "models", "optims", "history", "shuffle_state", "noise_state",
+                   "torch_rng")
 
 
 def config_hash(d: dict) -> str:
@@ -38,171 +63,247 @@ def _fmt(x: float) -> str:
     return f"{x:g}".replace("+", "")
 
 
-def run_name(cfg: VAEConfig | GANConfig) -> str:
+def run_name(cfg) -> str:
+    """The folder name of a configuration: kind, its swept value, its epochs and the hash of all of it."""
+    h = config_hash(cfg.to_dict())
     if isinstance(cfg, VAEConfig):
-        return f"vae-b{_fmt(cfg.beta)}-e{cfg.epochs}-{config_hash(cfg.to_dict())}"
-    return f"gan-l{_fmt(cfg.lam)}-e{cfg.epochs}-{config_hash(cfg.to_dict())}"
+        return f"vae-b{_fmt(cfg.beta)}-e{cfg.epochs}-{h}"
+    if isinstance(cfg, GANConfig):
+        return f"gan-l{_fmt(cfg.lam)}-e{cfg.epochs}-{h}"
+    return f"classifier-w{cfg.width}-e{cfg.epochs}-{h}"
 
 
-def run_dir(cfg: VAEConfig | GANConfig, out: str | Path = "runs") -> Path:
+def run_dir(cfg, out: str | Path = "runs") -> Path:
     out = Path(out)
-    if isinstance(cfg, VAEConfig):
-        return out / cfg.dataset / run_name(cfg)
-    return run_dir(cfg.vae, out) / run_name(cfg)
-
-
-# --------------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
-
-
-def _json_default(o):
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def atomic_torch_save(path: Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise LsrError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LsrError(f"{path}: not valid JSON ({e}); the run folder is damaged") from None
-
-
-def torch_load(path: Path, what: str = "checkpoint") -> dict:
-    """Load a kit file (weights, checkpoint) safely: tensors and plain values only, never code.
-
-    Every file is read with ``torch.load(weights_only=True)``: a pickled object
-    of any other type (which could run code when loaded) is refused with a
-    message naming the file, as are missing, truncated and foreign files.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise LsrError(f"{path}: {what} not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        text = str(e)
-        found = next((ln.strip() for ln in text.splitlines() if "global" in ln.lower()), "")
-        if "Weights only load failed" in text and found:
-            raise LsrError(f"{path}: refused to load this {what}: it holds more than tensors and plain values"
-                           f"{' (' + found[:160] + ')' if found else ''}, and loading it could run code. The kit "
-                           f"never writes such files; do not use it (delete it, or retrain with --fresh).") from None
-        raise LsrError(f"{path}: cannot read this {what} (it is not a valid file of tensors). It is corrupt or not a "
-                       f"lsr-kit file; delete it or train with --fresh to start over.") from None
-    except Exception as e:  # truncated zip, garbage, ...
-        raise LsrError(f"{path}: cannot read this {what} ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}). "
-                       f"It is corrupt or not a lsr-kit file; delete it or train with --fresh to start over.") from None
-    if not isinstance(obj, dict) or "lsr_version" not in obj:
-        raise LsrError(f"{path}: not a lsr-kit {what} (no 'lsr_version' entry)")
-    return obj
-
-
-def load_state(module: torch.nn.Module, state: dict, path: Path, name: str) -> None:
-    """``module.load_state_dict`` with a message naming the file and the mismatch."""
-    try:
-        module.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()
-        detail = "; ".join(line.strip() for line in first[:4])
-        raise LsrError(f"{path}: the saved {name} does not fit this configuration ({detail[:400]})") from None
-
-
-# --------------------------------------------------------------------------- run records
-def environment() -> dict:
-    dev = "cpu"
-    if torch.cuda.is_available():
-        dev = torch.cuda.get_device_name(0)
-    return {"lsr_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cuda_device": dev, "cpu_threads": torch.get_num_threads()}
+    if isinstance(cfg, GANConfig):
+        return run_dir(cfg.vae, out) / run_name(cfg)
+    return out / cfg.dataset / run_name(cfg)
 
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_config(path: Path, cfg: VAEConfig | GANConfig, kind: str) -> None:
-    atomic_write_json(Path(path) / "config.json", {"kind": kind, "lsr_version": __version__,
-                                                    "config": cfg.to_dict()})
+def environment() -> dict:
+    """Versions and hardware, recorded with every run and result."""
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {"lsr_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cuda_device": dev, "cpu_threads": torch.get_num_threads()}
 
 
-def read_config(path: Path) -> tuple[str, VAEConfig | GANConfig]:
-    d = read_json(Path(path) / "config.json")
+def load_state(module: torch.nn.Module, state, path: Path, name: str) -> None:
+    """``module.load_state_dict`` with a message naming the file and the mismatch."""
+    if not isinstance(state, dict):
+        raise LsrError(f"{path}: has no {name} weights; the run folder is damaged")
     try:
-        kind = d["kind"]
-        cfg = VAEConfig.from_dict(d["config"]) if kind == "vae" else GANConfig.from_dict(d["config"])
-    except (KeyError, TypeError) as e:
-        raise LsrError(f"{path}/config.json: not a lsr-kit run configuration ({e})") from None
-    return kind, cfg
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        detail = "; ".join(line.strip() for line in str(e).strip().splitlines()[:4])
+        raise LsrError(f"{path}: the saved {name} does not fit this configuration ({detail[:400]})") from None
 
 
-def check_same_config(path: Path, cfg: VAEConfig | GANConfig) -> None:
-    """Refuse to continue a run folder whose saved configuration differs from ``cfg``."""
-    f = Path(path) / "config.json"
-    if not f.exists():
-        return
-    saved = read_json(f).get("config", {})
-    diff = config_diff(saved, cfg.to_dict())
-    if diff:
-        raise LsrError(f"{path} holds a run with a different configuration; refusing to resume it.\n"
-                       "  differences (saved -> requested):\n    " + "\n    ".join(diff) +
-                       "\n  Drop the differing options to resume that run, or leave out --resume to start "
-                       "a separate run for the new configuration.")
+class RunDir:
+    """One run folder: its status, configuration, lock, checkpoint, start and finish.
 
+    ``status``: ``new`` (nothing saved), ``running`` (a checkpoint to resume),
+    ``finished`` (weights to use), ``failed`` (stopped for a reason recorded
+    in run.json; not reused) or ``damaged`` (run.json unreadable).
+    """
 
-def run_status(path: Path) -> str:
-    """'finished', 'running' (has a checkpoint), 'new' (nothing saved) or 'damaged'."""
-    path = Path(path)
-    if (path / "weights.pt").is_file() and (path / "run.json").is_file():
-        try:
-            if read_json(path / "run.json").get("status") == "finished":
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # ------------------------------------------------------------------ reading
+    def run_info(self) -> dict:
+        d = read_json(self / "run.json", "run.json")
+        if not isinstance(d, dict) or not isinstance(d.get("status"), str):
+            raise LsrError(f"{self / 'run.json'}: not a lsr-kit run record (no status); the run folder is damaged")
+        return d
+
+    @property
+    def status(self) -> str:
+        if (self / "run.json").is_file():
+            try:
+                info = self.run_info()
+            except LsrError:
+                return "damaged"
+            if info["status"] == "failed":
+                return "failed"
+            if info["status"] == "finished" and (self / "weights.pt").is_file():
                 return "finished"
-        except LsrError:
-            return "damaged"
-    if (path / "checkpoint.pt").is_file():
-        return "running"
-    return "new"
+        return "running" if (self / "checkpoint.pt").is_file() else "new"
+
+    def read_config(self):
+        """(kind, configuration) from config.json; a wrong shape is "run folder damaged", naming the file."""
+        f = self / "config.json"
+        if not f.is_file():
+            raise LsrError(f"{self.path}: not a run folder (no config.json)")
+        d = read_json(f, "config.json")
+        if not isinstance(d, dict) or d.get("kind") not in CONFIG_CLASSES or not isinstance(d.get("config"), dict):
+            raise LsrError(f"{f}: not a lsr-kit run configuration (needs 'kind' and 'config'); the run folder is "
+                           f"damaged")
+        try:
+            return d["kind"], CONFIG_CLASSES[d["kind"]].from_dict(d["config"])
+        except LsrError as e:
+            raise LsrError(f"{f}: the saved configuration is invalid ({e}); the run folder is damaged") from None
+        except (TypeError, ValueError) as e:
+            raise LsrError(f"{f}: the saved configuration is invalid ({type(e).__name__}); the run folder is "
+                           f"damaged") from None
+
+    def check_config(self, cfg) -> None:
+        """Refuse to continue a folder whose saved configuration differs from ``cfg``."""
+        if not (self / "config.json").is_file():
+            return
+        _, saved = self.read_config()
+        diff = config_diff(saved.to_dict(), cfg.to_dict())
+        if diff:
+            raise LsrError(f"{self.path} holds a run with a different configuration; refusing to continue it.\n"
+                           "  differences (saved -> requested):\n    " + "\n    ".join(diff))
+
+    def history(self) -> dict:
+        f = self / "history.json"
+        if not f.is_file():
+            return {}
+        h = read_json(f, "history.json")
+        if not isinstance(h, dict):
+            raise LsrError(f"{f}: not a training history (expected a mapping); the run folder is damaged")
+        return h
+
+    def require_finished(self) -> None:
+        if not self.path.is_dir():
+            raise LsrError(f"{self.path}: no such run folder")
+        if not (self / "config.json").is_file():
+            raise LsrError(f"{self.path}: not a run folder (no config.json)")
+        status = self.status
+        if status == "finished":
+            self.read_config()
+            return
+        hint = {"running": "it has a checkpoint: rerun its training command to finish it",
+                "failed": f"it failed: {self._reason()}",
+                "damaged": f"{self / 'run.json'} is unreadable; the run folder is damaged",
+                "new": "it has no weights.pt"}[status]
+        raise LsrError(f"{self.path}: this run has not finished ({hint})")
+
+    def _reason(self) -> str:
+        try:
+            return str(self.run_info().get("reason", "no reason recorded"))
+        except LsrError as e:
+            return str(e)
+
+    def load_weights(self) -> dict:
+        return load_tensors(self / "weights.pt", "weights file")
+
+    def load_checkpoint(self, kind: str) -> dict | None:
+        """The checkpoint's contents, checked for shape; None when there is none."""
+        f = self / "checkpoint.pt"
+        if not f.is_file():
+            return None
+        ck = load_tensors(f, "checkpoint")
+        missing = [k for k in CHECKPOINT_KEYS if k not in ck]
+        if missing:
+            raise LsrError(f"{f}: lacks {', '.join(missing)}; the run folder is damaged (delete checkpoint.pt to "
+                           f"start over, or pass --fresh)")
+        if ck["kind"] != kind:
+            raise LsrError(f"{f}: a {ck['kind']!r} checkpoint where a {kind!r} one was expected")
+        if not isinstance(ck["models"], dict) or not isinstance(ck["optims"], dict) or \
+                not isinstance(ck["history"], dict) or not all(isinstance(ck[k], int) for k in ("epoch", "pos")):
+            raise LsrError(f"{f}: its entries have the wrong types; the run folder is damaged")
+        return ck
+
+    def save_checkpoint(self, state: dict) -> None:
+        atomic_torch_save(self / "checkpoint.pt", {"lsr_version": __version__, **state})
+
+    # ------------------------------------------------------------------ lock
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False):
+        """Hold the folder for this process (``flock`` on ``.lock``); a second process is told who holds it."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no lock
+            yield self
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self / ".lock", "a+")
+        try:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise LsrError(f"{self.path} is being trained by {holder}; wait for it to finish (rerun then, "
+                               f"or add --wait to wait here), or stop that process first") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"process {os.getpid()} on {platform.node()} since {now()}")
+            f.flush()
+            yield self
+        finally:
+            f.close()  # closing releases the lock (also when the process dies)
+
+    # ------------------------------------------------------------------ writing
+    def start(self, cfg, kind: str, device: torch.device | str, fresh: bool = False) -> str:
+        """Check the folder can take this run, then record it as running; returns when it first started.
+
+        Nothing is rewritten before the checks: a damaged folder, a different
+        configuration, a failed run (without ``fresh``) or an unreadable
+        checkpoint are refused first.
+        """
+        status = self.status
+        if status == "damaged":
+            raise LsrError(f"{self / 'run.json'} is unreadable; the run folder is damaged (delete it to retrain)")
+        self.check_config(cfg)
+        if status == "failed" and not fresh:
+            raise LsrError(f"{self.path}: this run stopped earlier ({self._reason()}). Start it over with --fresh "
+                           f"(after changing what made it fail), or delete the folder")
+        if fresh:
+            (self / "checkpoint.pt").unlink(missing_ok=True)
+        elif status == "running":
+            self.load_checkpoint(kind)  # readable and of this kind, before anything is rewritten
+        started = now()
+        if status == "running":
+            try:
+                started = str(self.run_info().get("started", started))
+            except LsrError:
+                pass
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self / "config.json", {"kind": kind, "lsr_version": __version__, "config": cfg.to_dict()})
+        atomic_write_json(self / "run.json", {"status": "running", "started": started, "device": str(device),
+                                              **environment()})
+        return started
+
+    def finish(self, weights: dict, history: dict, device, started: str, **extra) -> None:
+        """Write the weights and history, then mark the run finished (the order makes a crash harmless)."""
+        atomic_torch_save(self / "weights.pt", {"lsr_version": __version__, **weights})
+        atomic_write_json(self / "history.json", history)
+        atomic_write_json(self / "run.json", {"status": "finished", "started": started, "finished": now(),
+                                              "train_seconds": history.get("seconds"), "device": str(device),
+                                              **extra, **environment()})
+        (self / "checkpoint.pt").unlink(missing_ok=True)
+
+    def fail(self, reason: str, device, started: str) -> None:
+        """Mark the run failed (never reused); its last checkpoint stays for inspection."""
+        atomic_write_json(self / "run.json", {"status": "failed", "reason": reason, "started": started,
+                                              "failed": now(), "device": str(device), **environment()})
 
 
 def find_runs(out: str | Path = "runs", kind: str | None = None, finished_only: bool = True) -> list[Path]:
-    """All run folders under ``out`` (VAE and GAN), sorted by path."""
+    """All run folders under ``out`` (of ``kind``), sorted by path; unreadable ones are left out."""
     found = []
     for cfg_file in sorted(Path(out).rglob("config.json")):
         try:
-            k = read_json(cfg_file).get("kind")
+            d = read_json(cfg_file)
         except LsrError:
             continue
-        if kind and k != kind:
+        if not isinstance(d, dict) or (kind and d.get("kind") != kind):
             continue
-        if finished_only and run_status(cfg_file.parent) != "finished":
+        if finished_only and RunDir(cfg_file.parent).status != "finished":
             continue
         found.append(cfg_file.parent)
     return found

@@ -26,7 +26,8 @@ import torch
 
 from .errors import LsrError
 from .losses import kl_per_dimension
-from .pixels import model_to_unit, uint8_to_model, unit_to_uint8
+from .nn import reparameterize
+from .pixels import model_to_unit, uint8_to_model, uint8_to_unit, unit_to_uint8
 
 
 @dataclass
@@ -37,11 +38,11 @@ class RunChoice:
 
 def run_label(path: Path) -> str:
     """"dataset: beta=..., lambda=... (epochs) [hash]" for a GAN run folder; its name if unreadable."""
-    from .runs import read_config
+    from .runs import RunDir
 
     path = Path(path)
     try:
-        kind, cfg = read_config(path)
+        kind, cfg = RunDir(path).read_config()
     except LsrError:
         return path.name
     if kind != "gan":
@@ -118,7 +119,7 @@ class ExplorerModel:
         return model_to_unit(self.run.vae.decode(z)).cpu(), model_to_unit(self.run.generate(z)).cpu()
 
     def input_image(self) -> torch.Tensor:
-        return self.test_x[self.index:self.index + 1].float() / 255.0
+        return uint8_to_unit(self.test_x[self.index:self.index + 1])
 
     def reconstructions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(VAE D(mu(x)), LSR-GAN G(mu(x)))."""
@@ -126,8 +127,7 @@ class ExplorerModel:
 
     def posterior_samples(self) -> torch.Tensor:
         """G(z) for ``n_samples`` draws z ~ q(z|x)."""
-        eps = torch.randn(self.n_samples, self.latent_dim, generator=self.gen).to(self.device)
-        z = self.mu + torch.exp(0.5 * self.logvar) * eps
+        z = reparameterize(self.mu[None].cpu(), self.logvar[None].cpu(), self.gen, samples=self.n_samples)[:, 0]
         return self._both(z)[1]
 
     def slider_dims(self) -> list[int]:
@@ -368,8 +368,8 @@ class LatentExplorer:
     def _endpoints(self) -> None:
         m = self.model
         m.set_endpoints(self.end_a.value, self.end_b.value)
-        self._show(self.img_end_a, m.test_x[m.endpoints[0]:m.endpoints[0] + 1].float() / 255)
-        self._show(self.img_end_b, m.test_x[m.endpoints[1]:m.endpoints[1] + 1].float() / 255)
+        self._show(self.img_end_a, uint8_to_unit(m.test_x[m.endpoints[0]:m.endpoints[0] + 1]))
+        self._show(self.img_end_b, uint8_to_unit(m.test_x[m.endpoints[1]:m.endpoints[1] + 1]))
         self._interp(self.t.value)
 
     def _interp(self, t: float) -> None:

@@ -1,10 +1,12 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmarks.reference: the reference step, beside the tests, not in the package
 SHARED_DATA = Path(os.environ.get("LSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 os.environ.setdefault("LSR_PROGRESS", "0")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lsr_utils.cli import main
-from lsr_utils.runs import run_dir
+from lsr_utils.train import run_path
 
 
 def run_cli(capsys, *argv):
@@ -24,7 +24,12 @@ SMOKE = ("--profile", "smoke", "--n-train", "64", "--no-progress")
     (("train-vae", "--beta", "-1"), "beta must be >= 0"),
     (("train-vae", "--beta", "abc"), "beta must be a number"),
     (("train-gan", "--lam", "-0.5"), "lambda must be >= 0"),
-    (("train-gan", "--lam", "nan"), "lambda must be >= 0"),
+    (("train-gan", "--lam", "nan"), "lambda must be a finite number"),
+    (("train-vae", "--beta", "inf"), "beta must be a finite number"),
+    (("train-vae", "--seed", "1180591620717411303424"), "seed must be an integer from 0 to"),
+    (("train-vae", "--n-train", "1", "--profile", "smoke"), "1 training images cannot fill one batch of 32"),
+    (("train-vae", "--batch-size", "100000", "--n-train", "64", "--profile", "smoke"),
+     "64 training images cannot fill one batch of 100000"),
     (("train-vae", "--epochs", "0"), "epochs must be >= 1"),
     (("train-vae", "--epochs", "2.5"), "epochs must be an integer"),
     (("train-vae", "--profile", "huge"), "unknown profile 'huge'; valid profiles: smoke, quick, paper"),
@@ -73,9 +78,9 @@ def test_train_resume_and_refuse_different_config(capsys, tmp_path):
     out = str(tmp_path / "runs")
     code, stdout, err = run_cli(capsys, "train-vae", "--epochs", "1", "--out", out, *SMOKE)
     assert code == 0 and "done:" in stdout
-    from lsr_utils.config import profile_configs
+    from lsr_utils.config import make_config
 
-    path = run_dir(profile_configs("smoke", n_train=64, vae_epochs=1).vae, out)
+    path = run_path(make_config("smoke", n_train=64, vae_epochs=1).vae, out=out)
     assert (path / "weights.pt").exists()
     before = (path / "weights.pt").read_bytes()
     # same configuration again: reused, not retrained
@@ -88,10 +93,10 @@ def test_train_resume_and_refuse_different_config(capsys, tmp_path):
 
 
 def test_corrupt_checkpoint_via_cli(capsys, tmp_path):
-    from lsr_utils.config import profile_configs
+    from lsr_utils.config import make_config
 
     out = tmp_path / "runs"
-    path = run_dir(profile_configs("smoke", n_train=64, vae_epochs=1).vae, out)
+    path = run_path(make_config("smoke", n_train=64, vae_epochs=1).vae, out=out)
     path.mkdir(parents=True)
     (path / "checkpoint.pt").write_bytes(b"\x00garbage")
     code, _, err = run_cli(capsys, "train-vae", "--epochs", "1", "--out", str(out), *SMOKE)
@@ -115,10 +120,12 @@ def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
 
     rec = json.loads((tmp_path / "res" / "demo.json").read_text())
     assert (tmp_path / "fig" / "demo.png").stat().st_size > 1000 and (tmp_path / "fig" / "demo.pdf").exists()
-    m = rec["metrics"]
+    m = rec["values"]  # the demo's record is an evaluation record (as `lsr evaluate` writes) plus a demo section
     assert rec["profile"] == "smoke" and m["n_test"] == 256
-    for key in ("mse_vae", "mse_lsr_gan", "sharpness_vae", "sharpness_lsr_gan", "variance_vae", "mse_vae_to_clean"):
+    for key in ("mse_vae", "mse_lsr_gan", "sharpness_vae", "sharpness_lsr_gan", "variance_vae", "mse_vae_to_clean",
+                "absolute_vae", "absolute_lsr_gan", "classifier_raw_accuracy"):
         assert m[key]["n"] > 0 and m[key]["mean"] >= 0
+    assert len(rec["demo"]["checks"]) == 5 and rec["demo"]["schedule"]["n_train"] == 512
 
 
 @pytest.mark.slow
@@ -127,17 +134,17 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
     import signal
     import time
 
-    from lsr_utils.config import profile_configs
+    from lsr_utils.config import make_config
 
     env = dict(os.environ, LSR_PROGRESS="0")
     args = [sys.executable, "-m", "lsr_utils.cli", "train-vae", "--profile", "smoke", "--n-train", "256",
             "--epochs", "6", "--no-progress"]
-    cfg = profile_configs("smoke", n_train=256, vae_epochs=6).vae
+    cfg = make_config("smoke", n_train=256, vae_epochs=6).vae
     ref = subprocess.run(args + ["--out", str(tmp_path / "a")], capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
-    path_b = run_dir(cfg, tmp_path / "b")
+    path_b = run_path(cfg, out=tmp_path / "b")
     deadline = time.monotonic() + 60
     while not (path_b / "checkpoint.pt").exists() and time.monotonic() < deadline:  # after the first epoch
         time.sleep(0.05)
@@ -148,7 +155,7 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
     assert (path_b / "checkpoint.pt").exists() and not (path_b / "weights.pt").exists()
     again = subprocess.run(args + ["--out", str(tmp_path / "b")], capture_output=True, text=True, env=env)
     assert again.returncode == 0 and "resuming" in again.stderr
-    wa = torch.load(run_dir(cfg, tmp_path / "a") / "weights.pt", weights_only=True)
+    wa = torch.load(run_path(cfg, out=tmp_path / "a") / "weights.pt", weights_only=True)
     wb = torch.load(path_b / "weights.pt", weights_only=True)
     for part in ("encoder", "decoder"):
         for k in wa[part]:
@@ -156,7 +163,7 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
 
 
 def test_several_betas_or_lambdas_train_at_once(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "train-vae", "--beta", "1", "4", *SMOKE, "--out", str(tmp_path))
+    code, out, err = run_cli(capsys, "train-vae", "--beta", "1", "4", "--stack", *SMOKE, "--out", str(tmp_path))
     assert code == 0, err
     assert "2 beta values: 0 finished (reused), 2 to train at once" in err
     done = [line.split("done: ")[1] for line in out.splitlines() if line.startswith("done: ")]

@@ -22,10 +22,11 @@ import pytest
 import torch
 
 from lsr_utils.config import GANConfig, VAEConfig
-from lsr_utils.models import Decoder, Discriminator, Encoder
+from lsr_utils.nn import Decoder, Discriminator, Encoder
 from lsr_utils.pixels import uint8_to_model
-from lsr_utils.reference import ReferenceGANStep, ReferenceStyleDataset, ReferenceVAEStep
-from lsr_utils.train import GANStep, VAEStep, _adam
+from benchmarks.reference import ReferenceGANStep, ReferenceStyleDataset, ReferenceVAEStep
+from lsr_utils.runtime import adam as _adam
+from lsr_utils.steps import GANStep, VAEStep
 
 STEPS = 6
 BATCH = 8

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lsr_utils.classifier import ClassifierConfig, classifier_config, train_classifier
-from lsr_utils.config import profile_configs
+from lsr_utils.config import make_config
 from lsr_utils.errors import LsrError
 from lsr_utils.evaluate import collapse_check, evaluate_run
 from lsr_utils.report import write_report
@@ -17,7 +17,7 @@ def trained(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs")
     data = load_data("shapes", n_train=256, n_test=300)
-    cfg = profile_configs("smoke", n_train=256, vae_epochs=1, gan_epochs=1)
+    cfg = make_config("smoke", n_train=256, vae_epochs=1, gan_epochs=1)
     vae = train_vae(cfg.vae, data, out=out, progress=False)
     gan = train_lsr_gan(cfg, data, vae=vae, out=out, progress=False)
     clf = train_classifier(classifier_config("shapes", "smoke", n_train=256, width=8), data, out=out, progress=False)
@@ -91,8 +91,13 @@ def test_report_layout_and_provenance(trained, tmp_path):
     names = {f.name for f in files}
     assert {"report.md", "table1_shapes_custom.csv", "table2_shapes_custom.csv", "section_shapes_custom.csv"} <= names
     md = (tmp_path / "res" / "report.md").read_text()
-    assert "Table 1" in md and "beta=0.01" in md and "(paper: model collapse)" in md
-    assert "(paper: 55.9 ± 0.3)" in md and "`lsr evaluate X`" in md
+    assert "Table 1" in md and "beta=0.01" in md and "`lsr evaluate X`" in md
+    assert "(paper:" not in md  # the paper measured CIFAR-10: a shapes table shows the kit's values alone
+    # the same record as a CIFAR-10 one gets the paper's values beside it
+    rec = json.loads((gan.path / "metrics.json").read_text())
+    cifar = write_report(None, tmp_path / "cifar", records=[dict(rec, dataset="cifar10")], keep=False)
+    md_c = next(f for f in cifar if f.name == "report.md").read_text()
+    assert "(paper: model collapse)" in md_c and "(paper: 55.9 ± 0.3)" in md_c and "paper (CIFAR-10)" in md_c
     # the records kept beside the report stand in for run folders that are gone (runs/ is not committed)
     assert len(list((tmp_path / "res" / "records").glob("*.json"))) == 1
     write_report(tmp_path / "no_runs", tmp_path / "res", command="lsr report")

@@ -2,24 +2,25 @@ import numpy as np
 import pytest
 import torch
 
-from lsr_utils.data import DeviceBatches, load_data, load_split, read_idx
+from lsr_utils.data import DeviceBatches, load_data, load_split
+from lsr_utils.data.idx import read_idx
 from lsr_utils.errors import DataMissingError, LsrError
-from lsr_utils.shapes import SHAPE_CLASSES, generate_shapes
+from lsr_utils.data.shapes import SHAPE_CLASSES, generate_shapes
 
 
 def test_shapes_deterministic_and_prefix_stable():
-    a, fa = generate_shapes(50, seed=3)
-    b, fb = generate_shapes(1500, seed=3)
+    a, fa, _ = generate_shapes(50, seed=3)
+    b, fb, _ = generate_shapes(1500, seed=3)
     assert a.dtype == np.uint8 and a.shape == (50, 3, 32, 32)
     assert np.array_equal(a, b[:50]) and np.array_equal(fa["shape"], fb["shape"][:50])
-    c, _ = generate_shapes(50, seed=4)
+    c, _, _ = generate_shapes(50, seed=4)
     assert not np.array_equal(a, c)
-    test, _ = generate_shapes(50, seed=3, split="test")
+    test, _, _ = generate_shapes(50, seed=3, split="test")
     assert not np.array_equal(a, test)
 
 
 def test_shapes_factors_are_labels_and_texture_is_per_image():
-    x, f, clean = generate_shapes(400, seed=0, with_clean=True)
+    x, f, clean = generate_shapes(400, seed=0)
     assert set(np.unique(f["shape"])) == set(range(len(SHAPE_CLASSES)))
     for k in ("hue", "bg_hue", "x", "y", "scale", "rotation"):
         assert len(f[k]) == 400
@@ -73,8 +74,9 @@ def test_imagenet64_npz_layout(tmp_path):
     for name in ("train_data_batch_1.npz", "val_data.npz"):
         np.savez(tmp_path / name, data=x, labels=np.arange(1, 6))
     d = load_data("imagenet64", root=tmp_path)
-    assert d.train_x.shape == (5, 3, 64, 64) and d.train_y.tolist() == [0, 1, 2, 3, 4]
-    assert torch.equal(d.train_x[0, 0].flatten(), torch.from_numpy(x[0, :4096]))  # channel planes in order
+    order = torch.argsort(d.train_y)  # the kit holds a split in balanced order; labels say which file row is which
+    assert d.train_x.shape == (5, 3, 64, 64) and d.train_y[order].tolist() == [0, 1, 2, 3, 4]
+    assert torch.equal(d.train_x[order[0], 0].flatten(), torch.from_numpy(x[0, :4096]))  # channel planes in order
 
 
 def test_device_batches_cover_the_epoch():

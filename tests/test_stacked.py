@@ -11,11 +11,15 @@ import torch
 
 from lsr_utils.config import GANConfig, VAEConfig
 from lsr_utils.errors import LsrError
-from lsr_utils.models import Decoder, Discriminator, Encoder
+from lsr_utils.nn import Decoder, Discriminator, Encoder
 from lsr_utils.pixels import uint8_to_model
-from lsr_utils.stacked import members_of, stack_members, unstack_member
-from lsr_utils.train import (GANStep, StackedGANStep, StackedVAEStep, VAEStep, _adam, load_run, train_lsr_gan,
-                             train_lsr_gan_sweep, train_vae, train_vae_sweep)
+from lsr_utils.nn import members_of, stack_members, unstack_member
+from lsr_utils.runtime import adam as _adam
+from lsr_utils.steps import GANStep, VAEStep
+from lsr_utils.train import load_run, train_lsr_gan, train_vae
+
+StackedVAEStep, StackedGANStep = VAEStep, GANStep  # one step class serves M stacked members (M = 1: a plain run)
+train_vae_sweep, train_lsr_gan_sweep = train_vae, train_lsr_gan  # a list of configurations is a sweep
 
 D64 = torch.float64
 CPU = torch.device("cpu")
@@ -116,7 +120,7 @@ def test_stacked_vae_step_equals_separate_runs():
 def test_sweep_functions_write_the_runs_separate_training_would(tmp_path):
     """End to end, float32: same folders, same configurations, weights within float32 drift."""
     vcfg = VAEConfig(dataset="shapes", epochs=1, n_train=96, batch_size=32)
-    kw = dict(device="cpu", progress=False)
+    kw = dict(device="cpu", progress=False, stack=True)
     vaes = train_vae_sweep([vcfg.replace(beta=b) for b in (1.0, 4.0)], out=tmp_path / "batched", **kw)
     alone = train_vae(vcfg.replace(beta=4.0), out=tmp_path / "alone", **kw)
     assert vaes[1].path.name == alone.path.name and vaes[1].config == alone.config
@@ -134,3 +138,41 @@ def test_sweep_functions_write_the_runs_separate_training_would(tmp_path):
     assert all(r.reused for r in again)
     with pytest.raises(LsrError, match="may differ only in lam"):
         train_lsr_gan_sweep([gcfgs[0], gcfgs[1].replace(epochs=2)], out=tmp_path / "batched", **kw)
+
+
+def test_stacked_gans_over_different_vaes_equal_separate_runs():
+    """A beta sweep's LSR-GANs, one per VAE, stacked with their encoders side by side, equal separate runs."""
+    betas = (0.5, 4.0)
+    torch.manual_seed(3)
+    encs = []
+    for _ in betas:  # two different encoders, with their own running statistics
+        e = Encoder().to(D64)
+        e.train()(torch.randn(16, 3, 32, 32, dtype=D64))
+        encs.append(e.eval().requires_grad_(False))
+    gens = [Decoder().to(D64) for _ in betas]
+    disc = Discriminator().to(D64)
+    cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10", beta=b)) for b in betas]
+    separate, nets = [], []
+    for c, e, g0 in zip(cfgs, encs, gens):
+        g, d = copy.deepcopy(g0), copy.deepcopy(disc)
+        separate.append(GANStep(c, e, g, d, _adam(g.parameters(), c.lr, c.adam_betas, CPU),
+                                _adam(d.parameters(), c.lr, c.adam_betas, CPU), torch.Generator().manual_seed(5), CPU))
+        nets.append((g, d))
+    gw, dw = stack_members(gens), stack_members([disc] * len(betas))
+    stacked = GANStep(cfgs, encs, gw, dw, _adam(gw.parameters(), 2e-4, (0.5, 0.999), CPU),
+                      _adam(dw.parameters(), 2e-4, (0.5, 0.999), CPU), torch.Generator().manual_seed(5), CPU)
+    assert not stacked.shared and not any(p.requires_grad for p in stacked.encoder.parameters())
+    _compare(separate, stacked, nets, (gw, dw), (gens[0], disc), _batches(3, seed=2))
+
+
+def test_beta_sweep_gans_train_stacked_end_to_end(tmp_path):
+    vcfg = VAEConfig(dataset="shapes", epochs=1, n_train=96, batch_size=32)
+    kw = dict(device="cpu", progress=False, stack=True)
+    vaes = train_vae([vcfg.replace(beta=b) for b in (1.0, 4.0)], out=tmp_path, **kw)
+    gcfgs = [GANConfig(vae=v.config, epochs=1) for v in vaes]
+    gans = train_lsr_gan(gcfgs, vae=vaes, out=tmp_path, **kw)
+    assert [g.path.parent for g in gans] == [v.path for v in vaes]  # each in its own VAE's folder
+    alone = train_lsr_gan(gcfgs[1], vae=vaes[1], out=tmp_path / "alone", **kw)
+    assert _max_diff(gans[1].generator, alone.generator) < 2e-3
+    assert load_run(gans[0].path).history["sweep"]["beta"] == [1.0, 4.0]
+    assert not list((tmp_path / "shapes").glob("sweep-*"))

@@ -3,14 +3,14 @@ import json
 import pytest
 import torch
 
-from lsr_utils.config import GANConfig, VAEConfig, profile_configs
+from lsr_utils.config import GANConfig, VAEConfig, make_config
 from lsr_utils.errors import LsrError
-from lsr_utils.runs import run_dir
+from lsr_utils.train import run_path
 from lsr_utils.train import load_run, resolve_device, train_lsr_gan, train_vae
 
 
 def tiny(vae_epochs=2, gan_epochs=1, **kw) -> GANConfig:
-    return profile_configs("smoke", n_train=96, vae_epochs=vae_epochs, gan_epochs=gan_epochs, **kw)
+    return make_config("smoke", n_train=96, vae_epochs=vae_epochs, gan_epochs=gan_epochs, **kw)
 
 
 def _weights(run):
@@ -32,7 +32,7 @@ def crash_at(step):
 def test_vae_run_folder_contents_and_reuse(tmp_path, tiny_shapes):
     cfg = tiny().vae
     run = train_vae(cfg, tiny_shapes, out=tmp_path, progress=False)
-    assert run.path == run_dir(cfg, tmp_path) and not run.reused
+    assert run.path == run_path(cfg, tiny_shapes, out=tmp_path) and not run.reused
     names = {p.name for p in run.path.iterdir()}
     assert {"config.json", "run.json", "history.json", "weights.pt"} <= names and "checkpoint.pt" not in names
     saved = json.loads((run.path / "config.json").read_text())
@@ -52,7 +52,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_shapes):
     with pytest.raises(Crash):
         train_vae(cfg, tiny_shapes, out=tmp_path / "b", progress=False, checkpoint_every_steps=4,
                   callbacks=[crash_at(5)])
-    path = run_dir(cfg, tmp_path / "b")
+    path = run_path(cfg, tiny_shapes, out=tmp_path / "b")
     assert (path / "checkpoint.pt").exists() and not (path / "weights.pt").exists()
     resumed = train_vae(cfg, tiny_shapes, out=tmp_path / "b", progress=False)
     wa, wb = _weights(ref), _weights(resumed)
@@ -91,11 +91,43 @@ def test_gan_freezes_encoder_and_starts_from_decoder(tmp_path, tiny_shapes):
         assert torch.equal(v, enc_before[k]), k  # incl. BN running stats: eval mode
     assert gan.path.parent == vae.path  # a GAN run lives in its VAE's folder
     loaded = load_run(gan.path)
-    assert loaded.reused and loaded.config == cfg
+    assert loaded.reused and loaded.config.replace(vae=loaded.config.vae.replace(data_id=None)) == cfg
+    assert loaded.config.vae.data_id.startswith("shapes:") and loaded.config.vae.data_id.endswith("|n=96")
     # the generator moved away from the decoder it started from, but only by training
     diff = sum((a.float() - b.float()).abs().sum() for a, b in
                zip(gan.generator.state_dict().values(), vae.decoder.state_dict().values()))
     assert diff > 0
+
+
+def test_gan_step_never_changes_the_encoder_it_uses():
+    """After GAN steps, the encoder the step used has no gradient and unchanged weights and running statistics."""
+    from lsr_utils.nn import Decoder, Discriminator, Encoder
+    from lsr_utils.runtime import adam
+    from lsr_utils.steps import GANStep
+
+    torch.manual_seed(0)
+    enc = Encoder()
+    enc.train()(torch.randn(16, 3, 32, 32))  # non-trivial running statistics
+    enc.eval()
+    given = {k: v.clone() for k, v in enc.state_dict().items()}
+    gen, disc = Decoder(), Discriminator()
+    cfg = GANConfig(vae=VAEConfig(dataset="shapes"))
+    cpu = torch.device("cpu")
+    step = GANStep(cfg, enc, gen, disc, adam(gen.parameters(), 1e-2, (0.5, 0.999), cpu),
+                   adam(disc.parameters(), 1e-2, (0.5, 0.999), cpu), torch.Generator().manual_seed(1), cpu)
+    used = {k: v.clone() for k, v in step.encoder.state_dict().items()}
+    gen_before = gen.to_image.weight.clone()
+    for _ in range(3):
+        step(torch.rand(8, 3, 32, 32) * 2 - 1)
+    assert not torch.equal(gen.to_image.weight, gen_before)  # the steps trained the generator
+    for name, module in (("the encoder given", enc), ("the encoder the step ran", step.encoder)):
+        for p in module.parameters():
+            assert p.grad is None, f"{name} received a gradient"
+    for k, v in enc.state_dict().items():
+        assert torch.equal(v, given[k]), f"the encoder given changed: {k}"
+    for k, v in step.encoder.state_dict().items():
+        assert torch.equal(v, used[k]), f"the encoder the step ran changed: {k}"
+    assert not step.encoder.training and not enc.training
 
 
 def test_generator_initialised_from_vae_decoder(tmp_path, tiny_shapes):
@@ -112,7 +144,7 @@ def test_generator_initialised_from_vae_decoder(tmp_path, tiny_shapes):
 
 def test_corrupt_checkpoint_names_the_file(tmp_path, tiny_shapes):
     cfg = tiny().vae
-    path = run_dir(cfg, tmp_path)
+    path = run_path(cfg, tiny_shapes, out=tmp_path)
     path.mkdir(parents=True)
     (path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(LsrError, match="checkpoint.pt: cannot read"):
@@ -124,7 +156,7 @@ def test_incompatible_checkpoint_names_the_mismatch(tmp_path, tiny_shapes):
     cfg = tiny().vae
     with pytest.raises(Crash):
         train_vae(cfg, tiny_shapes, out=tmp_path, progress=False, checkpoint_every_steps=1, callbacks=[crash_at(2)])
-    path = run_dir(cfg, tmp_path)
+    path = run_path(cfg, tiny_shapes, out=tmp_path)
     ck = torch.load(path / "checkpoint.pt", weights_only=True)
     ck["models"]["encoder"]["mu.weight"] = torch.zeros(3, 3)
     torch.save(ck, path / "checkpoint.pt")

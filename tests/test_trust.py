@@ -37,14 +37,14 @@ def poison(path, marker, replace=False):
 def finished(tmp_path_factory):
     """A finished VAE + LSR-GAN pair and a classifier, trained in seconds."""
     from lsr_utils.classifier import classifier_config, train_classifier
-    from lsr_utils.config import profile_configs
+    from lsr_utils.config import make_config
     from lsr_utils.data import load_data
-    from lsr_utils.train import train_lsr_gan
+    from lsr_utils.train import train_pair
 
     out = tmp_path_factory.mktemp("trusted") / "runs"
     data = load_data("shapes", n_train=64, n_test=300)
-    cfg = profile_configs("smoke", n_train=64, vae_epochs=1, gan_epochs=1)
-    gan = train_lsr_gan(cfg, data, out=out, progress=False)
+    cfg = make_config("smoke", n_train=64, vae_epochs=1, gan_epochs=1)
+    gan = train_pair(cfg, data, out=out, progress=False)
     clf = train_classifier(classifier_config("shapes", "smoke", n_train=64, width=8), data, out=out, progress=False)
     return {"out": out, "cfg": cfg, "gan": gan.path, "vae": gan.path.parent, "clf": clf.path}
 
@@ -98,7 +98,7 @@ def test_payload_in_classifier_weights_never_runs(copy, capsys):
 
 
 def test_payload_in_checkpoint_never_runs_on_resume(copy, capsys):
-    from lsr_utils.runs import torch_load
+    from lsr_utils.files import load_tensors as torch_load
 
     ck_dir = copy["gan"]
     state = torch_load(ck_dir / "weights.pt", "weights file")
@@ -209,3 +209,264 @@ def test_sweep_refuses_a_missing_or_non_notebook(tmp_path, capsys, target):
     err = capsys.readouterr().err
     assert code == 2 and ("no such notebook" in err or "not a Jupyter notebook" in err)
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- runs that must not be silently wrong
+SMOKE = ("--profile", "smoke", "--n-train", "64", "--no-progress")
+
+
+def _train_vae_cli(capsys, out, *extra):
+    code = main(["train-vae", *SMOKE, "--epochs", "1", "--out", str(out), *extra])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_resume_a_vae_run_through_the_cli(tmp_path, capsys):
+    from lsr_utils.runs import RunDir
+
+    class Crash(Exception):
+        pass
+
+    from lsr_utils.config import make_config
+    from lsr_utils.train import run_path, train_vae
+
+    cfg = make_config("smoke", n_train=64, vae_epochs=2).vae
+
+    def crash(event, info):
+        if event == "step" and info["step"] == 3:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        train_vae(cfg, out=tmp_path, progress=False, checkpoint_every_steps=1, callbacks=[crash])
+    path = run_path(cfg, out=tmp_path)
+    assert RunDir(path).status == "running"
+    code = main(["train-vae", "--resume", str(path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "resuming" in err and RunDir(path).status == "finished"
+
+
+def test_resume_refuses_a_different_profile(tmp_path, capsys):
+    from lsr_utils.runs import RunDir
+
+    code = main(["train-vae", "--profile", "smoke", "--out", str(tmp_path), "--no-progress", "--epochs", "1",
+                 "--n-train", "64"])
+    assert code == 0
+    path = next((tmp_path / "shapes").glob("vae-*"))
+    (path / "weights.pt").rename(path / "checkpoint-was.pt")  # pretend it is unfinished: a checkpoint to resume
+    import shutil
+
+    shutil.copy(path / "checkpoint-was.pt", path / "checkpoint.pt")
+    before = (path / "run.json").read_text()
+    code = main(["train-vae", "--resume", str(path), "--profile", "quick", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "differ from that run's configuration" in err and "epochs" in err
+    assert (path / "run.json").read_text() == before and RunDir(path).status == "running"
+
+
+def test_non_finite_losses_stop_training_and_mark_the_run_failed(tmp_path, capsys):
+    from lsr_utils.runs import RunDir
+
+    code, out, err = _train_vae_cli(capsys, tmp_path, "--beta", "1e300")
+    assert code == 2
+    assert "training stopped at step" in err and "is inf" in err or "is nan" in err
+    assert "likely cause" in err and "beta=1e+300" in err and "Traceback" not in err
+    path = next((tmp_path / "shapes").glob("vae-*"))
+    assert RunDir(path).status == "failed" and not (path / "weights.pt").exists()
+    # never reused: the same command says it failed and how to start over
+    code, out, err = _train_vae_cli(capsys, tmp_path, "--beta", "1e300")
+    assert code == 2 and "stopped earlier" in err and "--fresh" in err
+    code = main(["train-gan", *SMOKE, "--lam", "1e300", "--epochs", "1", "--vae-epochs", "1", "--out",
+                 str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "lambda=1e+300" in err and "training stopped at step" in err
+
+
+def test_runs_record_what_actually_ran(tmp_path, capsys):
+    """A profile that asks for more images than exist records the images used; n_train is part of the identity."""
+    from lsr_utils.runs import RunDir
+
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 8)):
+        for cls in ("a", "b"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / "imgs" / split / cls / f"{i}.png")
+    code = main(["train-vae", "--dataset", "imagefolder", "--data-root", str(tmp_path / "imgs"), "--profile", "smoke",
+                 "--epochs", "1", "--out", str(tmp_path / "runs"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    path = next((tmp_path / "runs" / "imagefolder").glob("vae-*"))
+    kind, cfg = RunDir(path).read_config()
+    assert cfg.n_train == 80 and cfg.data_id.endswith("|n=80")  # 512 asked for, 80 exist
+    # the same options with other images: another run, never the first one reused
+    import shutil
+
+    shutil.copytree(tmp_path / "imgs", tmp_path / "imgs2")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "imgs2" / "train" / "a" / "0.png")
+    code = main(["train-vae", "--dataset", "imagefolder", "--data-root", str(tmp_path / "imgs2"), "--profile",
+                 "smoke", "--epochs", "1", "--out", str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0 and "reusing" not in err
+    assert len(list((tmp_path / "runs" / "imagefolder").glob("vae-*"))) == 2
+
+
+def test_a_second_process_is_told_who_trains_the_run(tmp_path, capsys):
+    from lsr_utils.config import make_config
+    from lsr_utils.runs import RunDir
+    from lsr_utils.train import run_path
+
+    path = run_path(make_config("smoke", n_train=64, vae_epochs=1).vae, out=tmp_path)
+    with RunDir(path).lock():
+        code, out, err = _train_vae_cli(capsys, tmp_path)
+    assert code == 2 and "is being trained by process" in err and "--wait" in err
+    assert not (path / "run.json").exists()  # the second process changed nothing
+    code, out, err = _train_vae_cli(capsys, tmp_path, "--wait")
+    assert code == 0
+
+
+# --------------------------------------------------------------------------- faults
+def test_a_full_disk_leaves_no_temporary_file_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    import lsr_utils.files as files
+    from lsr_utils.errors import LsrError
+
+    target = tmp_path / "checkpoint.pt"
+    files.atomic_torch_save(target, {"lsr_version": "x", "a": torch.zeros(3)})
+    real_save = torch.save
+
+    def full(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(LsrError, match="disk is full") as e:
+        files.atomic_torch_save(target, {"lsr_version": "x", "a": torch.ones(3)})
+    assert "intact" in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no .tmp file left
+    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.zeros(3))  # the old one is intact
+
+
+def test_a_read_only_folder_is_one_message(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import lsr_utils.files as files
+
+    def read_only(tmp):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with pytest.raises(LsrError, match="cannot write .* here .*read-only file system.*writable folder"):
+        files.atomic_write(tmp_path / "x.json", read_only)
+    assert not list(tmp_path.iterdir())
+
+
+def test_evaluate_of_a_read_only_run_says_how(copy, capsys, monkeypatch):
+    import os as _os
+
+    real = _os.access
+    monkeypatch.setattr(_os, "access", lambda p, mode: False if str(p) == str(copy["gan"].resolve()) else
+                        real(p, mode))
+    code = main(["evaluate", str(copy["gan"]), "--no-fid", "--no-progress", "--n-test", "300",
+                 "--classifier", str(copy["clf"])])
+    err = capsys.readouterr().err
+    assert code == 2 and "read-only" in err and "--record FILE" in err
+    code = main(["evaluate", str(copy["gan"]), "--no-fid", "--no-progress", "--n-test", "300",
+                 "--classifier", str(copy["clf"]), "--record", str(copy["out"].parent / "elsewhere.json")])
+    assert code == 0 and (copy["out"].parent / "elsewhere.json").is_file()
+
+
+# --------------------------------------------------------------------------- damaged run folders
+@pytest.mark.parametrize("file,content,needle", [
+    ("config.json", "[1, 2]", "config.json: not a lsr-kit run configuration"),
+    ("config.json", '{"kind": "gan"}', "config.json: not a lsr-kit run configuration"),
+    ("config.json", '{"kind": "gan", "config": {"vae": {"beta": "x"}}}', "the saved configuration is invalid"),
+    ("run.json", "{not json", "run.json is unreadable; the run folder is damaged"),
+    ("run.json", '["finished"]', "not finished"),
+    ("history.json", "[]", "history.json: not a training history"),
+])
+def test_damaged_run_folder_is_named(copy, capsys, file, content, needle):
+    from lsr_utils.train import load_run
+
+    (copy["gan"] / file).write_text(content)
+    with pytest.raises(LsrError) as e:
+        load_run(copy["gan"])
+    assert needle in str(e.value)
+
+
+def test_checkpoint_without_models_is_a_damaged_folder(copy, capsys):
+    torch.save({"lsr_version": "0.2.0", "kind": "gan", "epoch": 0}, copy["gan"] / "checkpoint.pt")
+    (copy["gan"] / "weights.pt").unlink()
+    before = (copy["gan"] / "run.json").read_text()
+    code = main(["train-gan", "--resume", str(copy["gan"]), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "checkpoint.pt: lacks" in err and "models" in err and "damaged" in err
+    assert (copy["gan"] / "run.json").read_text() == before  # not rewritten from finished to running
+
+
+def test_evaluate_a_relative_run_path_from_inside_the_runs_folder(copy, capsys, monkeypatch):
+    monkeypatch.chdir(copy["out"] / "shapes")
+    rel = copy["gan"].relative_to(copy["out"] / "shapes")
+    code = main(["evaluate", str(rel), "--no-fid", "--no-progress", "--n-test", "300", "--classifier",
+                 str(copy["clf"])])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_evaluate_of_a_folder_that_is_no_run(tmp_path, capsys):
+    code = main(["evaluate", str(tmp_path), "--no-fid"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a run folder" in err
+
+
+# --------------------------------------------------------------------------- bad data files
+def test_corrupt_image_in_an_imagefolder_is_named(tmp_path, capsys):
+    from PIL import Image
+    import numpy as np
+
+    for split in ("train", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / split / "a" / f"{i}.png")
+    (tmp_path / "train" / "a" / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    code = main(["train-vae", "--dataset", "imagefolder", "--data-root", str(tmp_path), "--profile", "smoke",
+                 "--out", str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad.jpg: not a readable image" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("dataset,where", [("imagefolder", "."), ("cifar10", "cifar10-jpeg"), ("cifar10", ".")])
+def test_random_bytes_zip_is_named(tmp_path, capsys, dataset, where):
+    d = tmp_path / where
+    d.mkdir(exist_ok=True)
+    (d / "train.zip").write_bytes(os.urandom(2000))
+    code = main(["train-vae", "--dataset", dataset, "--data-root", str(tmp_path), "--profile", "smoke", "--out",
+                 str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.zip: not a readable zip file" in err and "Traceback" not in err
+
+
+def test_random_gz_idx_files_are_named(tmp_path, capsys):
+    d = tmp_path / "mnist"
+    d.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (d / name).write_bytes(os.urandom(500))
+    code = main(["train-vae", "--dataset", "mnist", "--data-root", str(tmp_path), "--profile", "smoke", "--out",
+                 str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "-ubyte.gz: not a readable gzip file" in err and "Traceback" not in err
+
+
+def test_out_is_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    for argv in (["train-vae", *SMOKE, "--out", str(tmp_path / "f")], ["demo", "--profile", "smoke", "--out",
+                                                                        str(tmp_path / "f")],
+                 ["sweep", str(tmp_path / "f"), "--param", "beta", "--values", "1", "--out", str(tmp_path / "f")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert ("is a file" in err or "not a Jupyter notebook" in err) and "Traceback" not in err
+    assert (tmp_path / "f").read_text() == "x"

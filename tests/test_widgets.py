@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from lsr_utils.config import profile_configs
+from lsr_utils.config import make_config
 from lsr_utils.errors import LsrError
 from lsr_utils.train import train_lsr_gan, train_vae
 
@@ -18,7 +18,7 @@ def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     data = load_data("shapes", n_train=128, n_test=40)
     for lam in (1.0, 5.0):
-        cfg = profile_configs("smoke", n_train=128, vae_epochs=1, gan_epochs=1, lam=lam)
+        cfg = make_config("smoke", n_train=128, vae_epochs=1, gan_epochs=1, lam=lam)
         vae = train_vae(cfg.vae, data, out=out, progress=False)
         train_lsr_gan(cfg, data, vae=vae, out=out, progress=False)
     return out, data

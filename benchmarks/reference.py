@@ -1,24 +1,23 @@
 """The reference implementation's training steps, written out plainly: the baseline of the speed work.
 
-This is how the authors' code trains (see ``docs/reference-implementation.md``
-of the shared material): batch 32, fp32, NCHW tensors, a ``DataLoader`` whose
+This is how the authors' public code (September 2019) trains: batch 32, fp32, NCHW tensors, a ``DataLoader`` whose
 dataset turns each uint8 image into a tensor through PIL, ``ToTensor`` and
 ``Normalize`` one item at a time (what torchvision's ``CIFAR10`` does),
 ``torch.optim.Adam`` with its default implementation, the discriminator's
 sigmoid followed by ``binary_cross_entropy`` against 3x2x2 target maps, and a
 ``.item()`` host sync on every step's losses. Its decoder/generator upsamples
-then convolves, literally (``use_reference_upsampling``), where the kit's
-fuses the two (:func:`lsr_utils.models.upsample_conv3x3`).
+then convolves, literally (``literal_upsampling``), where the kit's
+fuses the two (:func:`lsr_utils.nn.upsample_conv3x3`).
 
 It exists for two uses only, so that neither defines it a second time:
 
-* ``benchmarks/train_speed.py`` times it against the kit's
-  :class:`lsr_utils.train.VAEStep` / :class:`~lsr_utils.train.GANStep`;
+* ``benchmarks/train_speed.py`` and ``benchmarks/gpu_speed.py`` time it
+  against the kit's :class:`lsr_utils.steps.VAEStep` / :class:`~lsr_utils.steps.GANStep`;
 * ``tests/test_equivalence.py`` checks that, from the same weights, data and
   noise, the kit's steps produce the same losses (the fast path changes the
   speed, not the math).
 
-The kit never trains with it.
+The kit never trains with it, and it is not part of the installed package.
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import Decoder, Discriminator, Encoder, use_reference_upsampling
+from lsr_utils.nn import Decoder, Discriminator, Encoder, literal_upsampling
 
 
 class ReferenceStyleDataset(torch.utils.data.Dataset):
@@ -60,7 +59,7 @@ class ReferenceVAEStep:
 
     def __init__(self, encoder: Encoder, decoder: Decoder, *, beta: float = 1.0, lr: float = 2e-4,
                  betas=(0.5, 0.999), noise: torch.Generator | None = None):
-        self.enc, self.dec, self.beta, self.noise = encoder, use_reference_upsampling(decoder), beta, noise
+        self.enc, self.dec, self.beta, self.noise = encoder, literal_upsampling(decoder), beta, noise
         self.opt = torch.optim.Adam(list(encoder.parameters()) + list(decoder.parameters()), lr=lr, betas=betas)
 
     def __call__(self, data: torch.Tensor) -> tuple[float, float, float]:
@@ -84,7 +83,7 @@ class ReferenceGANStep:
     def __init__(self, encoder: Encoder, generator: Decoder, discriminator: Discriminator, *, lam: float = 1.0,
                  lr: float = 2e-4, betas=(0.5, 0.999), latent_dim: int = 128, noise: torch.Generator | None = None):
         self.enc, self.disc, self.lam, self.noise = encoder.eval(), discriminator, lam, noise
-        self.gen = use_reference_upsampling(generator)
+        self.gen = literal_upsampling(generator)
         self.latent_dim = latent_dim
         for p in self.enc.parameters():
             p.requires_grad = False

@@ -1,0 +1,53 @@
+"""CelebA: the aligned JPEGs and the official partition file (torchvision's layout), 140x140 centre crop -> 64x64."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LsrError
+from .cache import cached, file_fingerprint
+
+
+def folder(root: Path) -> Path:
+    return root / "celeba"
+
+
+def load(root: Path, progress: bool = True):
+    base = folder(root)
+    imgs, parts = base / "img_align_celeba", base / "list_eval_partition.txt"
+    if not imgs.is_dir() or not parts.is_file():
+        return None
+    try:
+        rows = [line.split() for line in parts.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise LsrError(f"{parts}: not readable ({type(e).__name__})") from None
+    if not rows or any(len(r) != 2 or r[1] not in ("0", "1", "2") for r in rows):
+        raise LsrError(f"{parts}: expected lines '<image name> <0|1|2>' (the official partition file)")
+    fp = file_fingerprint([parts]) + "-" + str(len(rows))  # the images themselves are named by the partition
+
+    def build():
+        import torch
+        from PIL import Image
+
+        from ..progress import progress_bar
+
+        out = {}
+        for split, code in (("train", "0"), ("test", "2")):
+            names = [r[0] for r in rows if r[1] == code]
+            xs = np.empty((len(names), 3, 64, 64), np.uint8)
+            for i, n in enumerate(progress_bar(names, desc=f"decoding celeba {split}", disable=not progress)):
+                try:
+                    with Image.open(imgs / n) as im:  # the usual 140x140 centre crop
+                        w, h = im.size
+                        im = im.convert("RGB").crop(((w - 140) // 2, (h - 140) // 2, (w + 140) // 2,
+                                                     (h + 140) // 2))
+                        xs[i] = np.asarray(im.resize((64, 64), Image.BICUBIC)).transpose(2, 0, 1)
+                except (OSError, ValueError, SyntaxError) as e:
+                    raise LsrError(f"{imgs / n}: not a readable image ({type(e).__name__})") from None
+            out[f"{split}_x"], out[f"{split}_y"] = torch.from_numpy(xs), torch.zeros(len(names), dtype=torch.int64)
+        return out
+
+    d = cached("celeba", fp, build)
+    return d["train_x"], d["train_y"], d["test_x"], d["test_y"], ("face",), str(base), fp
+

@@ -1,0 +1,209 @@
+"""Units of work and the executors that run them: in this process, or as submitit jobs (SLURM or this machine).
+
+A :class:`Unit` is one independent piece of a plan (a stacked sweep group, a
+training run, an evaluation, a notebook): a module-level function with
+plain arguments, so that it can be pickled into a job, and the names of the
+units it depends on. Every unit function returns a small dict ``{"status":
+"done" | "out_of_time" | "error", "message": ...}`` and never raises for a
+problem the user can fix, so the same function reports the same way in this
+process and in a job.
+
+Executors run units in dependency order, in waves (the units whose
+dependencies are done), and report an :class:`Outcome` per unit:
+
+* :class:`LocalExecutor` runs them here, one after another;
+* :class:`SubmititExecutor` submits each wave through submitit
+  (https://github.com/facebookincubator/submitit): to SLURM (partition, time
+  and GPU options passed through) or to this machine, one job per GPU. A
+  failed job's log is named; units that depend on it are skipped; a rerun
+  redoes only what did not finish (every unit skips finished work itself).
+
+No scheduling is done here beyond waiting for a wave: the engine is submitit.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import LsrError
+
+
+@dataclass
+class Unit:
+    name: str
+    fn: Callable[..., dict]
+    args: tuple = ()
+    deps: tuple[str, ...] = ()
+    cost_s: float = 0.0           # estimated seconds on the planning device
+    gpu: bool = False             # wants a GPU of its own (submitit)
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str                   # done | out_of_time | error | skipped
+    message: str = ""
+    log: str | None = None
+    seconds: float = 0.0
+    value: Any = field(default=None, repr=False)
+
+
+def call(fn: Callable[..., dict], *args) -> dict:
+    """Run a unit function, turning a user-fixable problem into a reported error (never a traceback)."""
+    from .loop import OutOfTime
+
+    try:
+        out = fn(*args)
+    except OutOfTime as e:
+        return {"status": "out_of_time", "message": str(e)}
+    except LsrError as e:
+        return {"status": "error", "message": str(e)}
+    return out if isinstance(out, dict) else {"status": "done", "value": out}
+
+
+def _waves(units: list[Unit]):
+    names = {u.name for u in units}
+    for u in units:
+        missing = [d for d in u.deps if d not in names]
+        if missing:
+            raise LsrError(f"unit {u.name} depends on units not in the plan: {missing}")
+    return names
+
+
+class LocalExecutor:
+    """Runs the units in this process, in dependency order."""
+
+    name = "local"
+
+    def run(self, units: list[Unit], say: Callable[[str], None] = print) -> dict[str, Outcome]:
+        _waves(units)
+        outcomes: dict[str, Outcome] = {}
+        pending = list(units)
+        while pending:
+            ready = [u for u in pending if all(d in outcomes for d in u.deps)]
+            for u in ready:
+                pending.remove(u)
+                bad = [d for d in u.deps if outcomes[d].status != "done"]
+                if bad:
+                    outcomes[u.name] = Outcome(u.name, "skipped", f"needs {', '.join(bad)}")
+                    continue
+                t0 = time.monotonic()
+                say(f"[{u.name}] running")
+                res = call(u.fn, *u.args)
+                outcomes[u.name] = Outcome(u.name, res.get("status", "done"), res.get("message", ""),
+                                           seconds=time.monotonic() - t0, value=res.get("value"))
+                if outcomes[u.name].status == "out_of_time":
+                    for rest in pending:
+                        outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")
+                    return outcomes
+        return outcomes
+
+
+def _job_main(fn, args, env: dict) -> dict:
+    """What a submitit job runs: the unit function, with the environment the plan set."""
+    import os
+
+    os.environ.update(env)
+    return call(fn, *args)
+
+
+class SubmititExecutor:
+    """Submits each wave of units as submitit jobs: to SLURM, or to this machine (one job per GPU)."""
+
+    name = "submitit"
+
+    def __init__(self, cluster: str = "local", folder: str | Path = "runs/submitit", partition: str | None = None,
+                 time_min: int | None = None, gpus: int | None = None, extra: dict | None = None):
+        try:
+            import submitit
+        except ImportError:
+            raise LsrError("--executor submitit needs the submitit package: pip install submitit "
+                           "(or pip install 'lsr-kit[cluster]'); nothing was run") from None
+        if cluster == "slurm" and shutil.which("sbatch") is None:
+            raise LsrError("--cluster slurm: no SLURM here (sbatch is not on PATH); run on a SLURM login node, or use "
+                           "--cluster local; nothing was run")
+        if cluster not in ("local", "slurm"):
+            raise LsrError(f"--cluster must be local or slurm, got {cluster!r}")
+        self.submitit, self.cluster, self.folder = submitit, cluster, Path(folder)
+        self.partition, self.time_min, self.gpus, self.extra = partition, time_min, gpus, dict(extra or {})
+
+    def _executor(self, gpu_index: int | None):
+        s = self.submitit
+        timeout = self.time_min or 24 * 60
+        if self.cluster == "local":
+            ex = s.LocalExecutor(folder=self.folder / "%j")
+            params = {"timeout_min": timeout}
+            if gpu_index is not None:
+                params.update(gpus_per_node=1, visible_gpus=(gpu_index,))
+            ex.update_parameters(**params)
+            return ex
+        ex = s.AutoExecutor(folder=self.folder / "%j", cluster="slurm")
+        params = {"timeout_min": timeout, "slurm_additional_parameters": self.extra}
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.gpus:
+            params["gpus_per_node"] = self.gpus
+        ex.update_parameters(**params)
+        return ex
+
+    def run(self, units: list[Unit], say: Callable[[str], None] = print, env: dict | None = None
+            ) -> dict[str, Outcome]:
+        import torch
+
+        _waves(units)
+        n_gpus = torch.cuda.device_count() if self.cluster == "local" else 0
+        slots = max(1, n_gpus) if self.cluster == "local" else len(units) or 1
+        outcomes: dict[str, Outcome] = {}
+        pending = list(units)
+        while pending:
+            ready = [u for u in pending if all(d in outcomes for d in u.deps)]
+            if not ready:
+                break
+            for u in list(ready):
+                bad = [d for d in u.deps if outcomes[d].status != "done"]
+                if bad:
+                    pending.remove(u)
+                    ready.remove(u)
+                    outcomes[u.name] = Outcome(u.name, "skipped", f"needs {', '.join(bad)}")
+            for start in range(0, len(ready), slots):  # at most one job per GPU at a time on this machine
+                batch = ready[start:start + slots]
+                jobs = []
+                for k, u in enumerate(batch):
+                    ex = self._executor(k if n_gpus and u.gpu else None)
+                    ex.update_parameters(name=f"lsr-{u.name}"[:60])
+                    job = ex.submit(_job_main, u.fn, u.args, dict(env or {}))
+                    say(f"[{u.name}] submitted as job {job.job_id} ({self.cluster})")
+                    jobs.append((u, job, time.monotonic()))
+                for u, job, t0 in jobs:
+                    pending.remove(u)
+                    log = str(job.paths.stderr)
+                    try:
+                        res = job.result()
+                        outcomes[u.name] = Outcome(u.name, res.get("status", "done"), res.get("message", ""), log,
+                                                   time.monotonic() - t0, res.get("value"))
+                    except Exception as e:  # the job crashed (killed, out of memory, ...): its log says why
+                        last = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+                        outcomes[u.name] = Outcome(u.name, "error", f"job {job.job_id} failed ({last})", log,
+                                                   time.monotonic() - t0)
+        return outcomes
+
+
+def make_executor(kind: str = "local", *, cluster: str = "local", folder: str | Path = "runs/submitit",
+                  partition: str | None = None, time: int | None = None, gpus: int | None = None,
+                  extra: dict | None = None):
+    """The executor named by ``--executor`` (checked now, before anything runs)."""
+    if kind == "local":
+        if cluster != "local" or partition or gpus or extra:
+            raise LsrError("--cluster, --partition, --gpus and --slurm apply to --executor submitit")
+        return LocalExecutor()
+    if kind == "submitit":
+        return SubmititExecutor(cluster, folder, partition, time, gpus, extra)
+    raise LsrError(f"unknown executor {kind!r}; valid: local, submitit")
+
+
+def describe_failure(o: Outcome) -> str:
+    return f"{o.name}: {o.status} ({o.message})" + (f"; log: {o.log}" if o.log else "")
+

@@ -1,0 +1,476 @@
+"""``lsr reproduce``: every table and figure of the paper from one command, planned, resumable, spreadable.
+
+The plan (:func:`plan`) lists the units of work for one dataset and profile:
+
+* the classifier of the classification metrics;
+* the VAEs of Table 1 (beta in 0.01 ... 20), then its LSR-GANs (lambda = 1,
+  one per VAE), and the LSR-GANs of Table 2 (lambda in 0.01 ... 20 over the
+  beta = 1 VAE): on a GPU each group trains as one stacked network (sweep
+  stacking), on a CPU run by run;
+* two more seeds of the beta = lambda = 1 pair, whose spread (training noise)
+  the claims' verdicts weigh;
+* an evaluation of every LSR-GAN run (section 2.2 and Tables 1-2's metrics);
+* the notebooks 01-06 (Figures 1-6, 8-9, Table 1-2's figures, Appendix A),
+  which reuse the runs and evaluations above and draw the figures with the
+  library code they call;
+* the report: ``results/report.md``, the CSV tables and ``results/claims.md``,
+  from exactly the records of this plan.
+
+It prints the plan first (each unit, its runs, image-steps, whether done, and
+the estimated time on this device from a short measured warm-up), then runs
+what is not finished, in dependency order, in this process or through
+submitit (:mod:`lsr_utils.jobs`). Every unit skips finished work and resumes
+interrupted training from its checkpoint; ``--budget`` stops at a
+checkpoint when the time is up.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paper
+from .config import GANConfig, check_dataset_name, check_profile, default_profile, make_config, profile_sizes
+from .errors import LsrError
+from .jobs import LocalExecutor, Unit, describe_failure
+
+NOTEBOOKS = ("01_figures_1_2", "02_figure_3_sharpness_fid", "03_beta_sweep", "04_lambda_sweep",
+             "05_random_samples", "06_appendix_a_elbo")
+SEEDS = (13, 14, 15)
+EXIT_OUT_OF_TIME = 3
+
+
+def sweep_values(profile: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The betas of Table 1 and the lambdas of Table 2 (the smoke profile keeps three of each, as its notebooks)."""
+    if profile == "smoke":
+        return (0.1, 1.0, 20.0), (0.1, 1.0, 10.0)
+    return paper.SWEEP_VALUES, paper.SWEEP_VALUES
+
+
+@dataclass
+class Layout:
+    """Where a reproduction writes: runs, figures, results, executed notebooks."""
+
+    root: Path
+    runs: Path
+    figures: Path
+    results: Path
+    notebooks: Path
+    in_place: bool  # the project's own notebooks are executed in place (their committed outputs)
+
+    @classmethod
+    def of(cls, out: str | Path | None, profile: str, dataset: str) -> "Layout":
+        from .notebook import project_root
+
+        root = project_root()
+        if out is None:
+            runs = root / "runs"
+            base = runs / "_smoke" if profile == "smoke" else root
+            in_place = profile != "smoke" and dataset == "shapes"
+            return cls(root, runs, base / "figures", base / "results",
+                       root / "notebooks" if in_place else runs / "reproduce" / f"{dataset}-{profile}", in_place)
+        out = Path(out).resolve()
+        return cls(root, out / "runs", out / "figures", out / "results", out / "notebooks", False)
+
+
+# ----------------------------------------------------------------------------- unit functions (picklable)
+def _options(spec: dict) -> dict:
+    deadline = spec.get("deadline")
+    return dict(out=spec["out"], device=spec["device"], progress=spec.get("progress", True),
+                graphs=spec.get("graphs", False),
+                deadline=None if deadline is None else time.monotonic() + (deadline - time.time()))
+
+
+def train_vaes_unit(spec: dict) -> dict:
+    """Train (or reuse) VAEs: one, or a stacked group."""
+    from .config import VAEConfig
+    from .train import train_vae
+
+    cfgs = [VAEConfig.from_dict(c) for c in spec["cfgs"]]
+    runs = train_vae(cfgs if len(cfgs) > 1 else cfgs[0], data_root=spec.get("data_root"), **_options(spec))
+    runs = runs if isinstance(runs, list) else [runs]
+    return {"status": "done", "message": ", ".join(r.path.name for r in runs)}
+
+
+def train_gans_unit(spec: dict) -> dict:
+    """Train (or reuse) LSR-GANs on their finished VAEs: one, or a stacked group."""
+    from .train import train_lsr_gan
+
+    cfgs = [GANConfig.from_dict(c) for c in spec["cfgs"]]
+    runs = train_lsr_gan(cfgs if len(cfgs) > 1 else cfgs[0], data_root=spec.get("data_root"), **_options(spec))
+    runs = runs if isinstance(runs, list) else [runs]
+    return {"status": "done", "message": ", ".join(r.path.name for r in runs)}
+
+
+def classifier_unit(spec: dict) -> dict:
+    from .classifier import evaluation_classifier_config, train_classifier
+
+    run = train_classifier(evaluation_classifier_config(spec["dataset"], spec["profile"]), out=spec["out"],
+                           device=spec["device"], data_root=spec.get("data_root"), progress=spec.get("progress", True))
+    return {"status": "done", "message": f"{run.path.name}: {100 * run.metrics['test_accuracy']:.1f} % on raw test "
+                                         f"images"}
+
+
+def evaluate_unit(spec: dict) -> dict:
+    from .evaluate import evaluate_run
+    from .train import run_path
+
+    cfg = GANConfig.from_dict(spec["cfg"])
+    path = run_path(cfg, out=spec["out"], data_root=spec.get("data_root"))
+    rec = evaluate_run(path, data_root=spec.get("data_root"), device=spec["device"], n_test=spec["n_test"],
+                       use_fid=spec.get("fid", False), progress=spec.get("progress", True),
+                       command=spec.get("command"), say=lambda text: None)
+    return {"status": "done", "message": f"{rec['run']}"}
+
+
+def spread_unit(spec: dict) -> dict:
+    """The run-to-run spread of every metric over the seeds of the beta = lambda = 1 pair (training noise)."""
+    from .evaluate import evaluate_run
+    from .train import run_path
+
+    recs = [evaluate_run(run_path(GANConfig.from_dict(c), out=spec["out"], data_root=spec.get("data_root")),
+                         data_root=spec.get("data_root"), device=spec["device"], n_test=spec["n_test"],
+                         use_fid=False, progress=False, say=lambda text: None) for c in spec["cfgs"]]
+    path = write_spread(recs, Path(spec["results"]), spec["dataset"], spec["profile"],
+                        [c["seed"] for c in spec["cfgs"]])
+    return {"status": "done", "message": str(path.name)}
+
+
+def write_spread(recs: list[dict], results: Path, dataset: str, profile: str, seeds: list[int]) -> Path:
+    """Write ``seed_spread_<dataset>_<profile>.json``: per metric, the seeds' means and their standard deviation."""
+    import statistics
+
+    from .files import atomic_write_json
+    from .runs import environment, now
+
+    keys = sorted(set.intersection(*(set(k for k, v in r["values"].items() if isinstance(v, dict)) for r in recs)))
+    spread = {}
+    for k in keys:
+        means = [r["values"][k]["mean"] for r in recs]
+        spread[k] = {"means": means, "mean": statistics.fmean(means),
+                     "std": statistics.stdev(means) if len(means) > 1 else 0.0}
+    path = results / f"seed_spread_{dataset}_{profile}.json"
+    atomic_write_json(path, {"what": "run-to-run spread of each metric: the same configuration trained with other "
+                                     "seeds (beta = lambda = 1), each evaluated on the same test images",
+                             "dataset": dataset, "profile": profile, "seeds": seeds,
+                             "runs": [r["run"] for r in recs], "n_test": recs[0]["n_test"], "spread": spread,
+                             "written": now(), "environment": environment()})
+    return path
+
+
+def notebook_unit(spec: dict) -> dict:
+    """Execute one notebook: in place (the project's committed outputs) or as a copy (papermill)."""
+    from .notebook import run_notebook
+
+    if spec["in_place"]:
+        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"))
+    return run_notebook(spec["notebook"], spec["target"], spec["params"], spec.get("manifest"))
+
+
+def run_in_place(notebook: str, profile: str, manifest: str | None = None) -> dict:
+    """Execute a notebook of the project in place with its default parameters and ``$LSR_PROFILE`` (no injected cell)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(notebook)
+    nb = nbformat.read(str(path), as_version=4)
+    env = {"LSR_PROFILE": profile, **({"LSR_MANIFEST": manifest} if manifest else {})}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    t0 = time.monotonic()
+    try:
+        NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+                       store_widget_state=True).execute()
+    except CellExecutionError as e:
+        return {"status": "error", "message": f"{path.name}: {str(e).strip().splitlines()[-1][:300]}"}
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    from .files import atomic_write_bytes
+
+    atomic_write_bytes(path, nbformat.writes(nb).encode())
+    return {"status": "done", "message": f"{time.monotonic() - t0:.0f} s"}
+
+
+def report_unit(spec: dict) -> dict:
+    from .notebook import manifest_records
+    from .report import write_report
+
+    files = write_report(None, spec["results"], records=manifest_records(spec["manifest"]),
+                         command=spec.get("command"))
+    return {"status": "done", "message": ", ".join(Path(f).name for f in files if Path(f).suffix == ".md")}
+
+
+# ----------------------------------------------------------------------------- the plan
+@dataclass
+class Plan:
+    units: list[Unit]
+    rows: list[dict]       # what is printed: one per unit
+    layout: Layout
+    manifest: Path
+
+
+def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_root=None, device="cpu",
+         stacked: bool | None = None, graphs: bool = False, seeds=SEEDS, progress: bool = True,
+         deadline: float | None = None, command: str | None = None) -> Plan:
+    """The units that reproduce the paper for ``dataset`` in ``profile``, in dependency order."""
+    import torch
+
+    from .data import load_data
+    from .fid import find_weights
+    from .runs import RunDir
+    from .train import run_path
+
+    profile = check_profile(profile or default_profile())
+    check_dataset_name(dataset)
+    dev = torch.device(device)
+    stacked = dev.type == "cuda" if stacked is None else stacked
+    lay = Layout.of(out, profile, dataset)
+    sizes = profile_sizes(profile, dataset)
+    base = make_config(profile, dataset=dataset)
+    data = load_data(dataset, root=data_root, n_train=base.vae.n_train, n_test=1, seed=base.vae.data_seed,
+                     progress=progress)  # a missing dataset stops here, naming what to fetch and where
+    betas, lams = sweep_values(profile)
+    manifest = lay.results / ".reproduce" / f"records-{dataset}-{profile}.txt"
+    common = {"out": str(lay.runs), "data_root": None if data_root is None else str(data_root), "device": str(dev),
+              "progress": progress, "graphs": graphs, "deadline": deadline}
+    fid = find_weights() is not None
+    units, rows = [], []
+
+    def status(cfgs) -> str:
+        done = sum(RunDir(run_path(c, data, out=lay.runs)).status == "finished" for c in cfgs)
+        return "done" if done == len(cfgs) else f"{done}/{len(cfgs)} done" if done else "to do"
+
+    def add(name, fn, spec, deps=(), cfgs=(), kind="train", what=""):
+        steps = sum(_image_steps(c, data) for c in cfgs)
+        units.append(Unit(name, fn, (spec,), tuple(deps), gpu=kind == "train"))
+        rows.append({"unit": name, "what": what, "image_steps": steps, "members": len(cfgs), "kind": kind,
+                     "status": status(cfgs) if cfgs and kind == "train" else ""})
+
+    add("classifier", classifier_unit, {**common, "dataset": dataset, "profile": profile}, kind="classifier",
+        what="the classifier of the classification metrics")
+    t1 = {b: make_config(profile, dataset=dataset, beta=b) for b in betas}
+    t2 = {lam: make_config(profile, dataset=dataset, lam=lam) for lam in lams}
+    extra = {s: make_config(profile, dataset=dataset, seed=s) for s in seeds if s != base.seed}
+    vae_unit = {}
+    if stacked:
+        add("vaes", train_vaes_unit, {**common, "cfgs": [c.vae.to_dict() for c in t1.values()]},
+            cfgs=[c.vae for c in t1.values()], what=f"Table 1: {len(betas)} VAEs, beta in {_list(betas)} (stacked)")
+        vae_unit = {b: "vaes" for b in betas}
+        add("gans-table1", train_gans_unit, {**common, "cfgs": [c.to_dict() for c in t1.values()]}, ["vaes"],
+            cfgs=list(t1.values()), what=f"Table 1: {len(betas)} LSR-GANs, lambda 1 (stacked)")
+        rest = [c for lam, c in t2.items() if lam != 1.0]
+        add("gans-table2", train_gans_unit, {**common, "cfgs": [c.to_dict() for c in rest]}, ["vaes"], cfgs=rest,
+            what=f"Table 2: {len(rest)} LSR-GANs, lambda in {_list(l for l in lams if l != 1)}, beta 1 (stacked)")
+        gan_unit = {("b", b): "gans-table1" for b in betas} | {("l", lam): "gans-table2" for lam in lams if lam != 1}
+    else:
+        gan_unit = {}
+        for b, c in t1.items():
+            add(f"vae-b{b:g}", train_vaes_unit, {**common, "cfgs": [c.vae.to_dict()]}, cfgs=[c.vae],
+                what=f"Table 1: VAE, beta {b:g}")
+            vae_unit[b] = f"vae-b{b:g}"
+        for b, c in t1.items():
+            add(f"gan-b{b:g}-l1", train_gans_unit, {**common, "cfgs": [c.to_dict()]}, [vae_unit[b]], cfgs=[c],
+                what=f"Table 1: LSR-GAN, beta {b:g}, lambda 1")
+            gan_unit[("b", b)] = f"gan-b{b:g}-l1"
+        for lam, c in t2.items():
+            if lam == 1.0:
+                continue
+            add(f"gan-b1-l{lam:g}", train_gans_unit, {**common, "cfgs": [c.to_dict()]}, [vae_unit[1.0]], cfgs=[c],
+                what=f"Table 2: LSR-GAN, beta 1, lambda {lam:g}")
+            gan_unit[("l", lam)] = f"gan-b1-l{lam:g}"
+    gan_unit[("l", 1.0)] = gan_unit[("b", 1.0)]
+    for s, c in extra.items():
+        add(f"vae-seed{s}", train_vaes_unit, {**common, "cfgs": [c.vae.to_dict()]}, cfgs=[c.vae],
+            what=f"training noise: VAE, beta 1, seed {s}")
+        add(f"gan-seed{s}", train_gans_unit, {**common, "cfgs": [c.to_dict()]}, [f"vae-seed{s}"], cfgs=[c],
+            what=f"training noise: LSR-GAN, beta 1, lambda 1, seed {s}")
+    evals = []
+    ecommon = {**common, "n_test": sizes.n_test, "command": command or f"lsr reproduce --profile {profile}"}
+    for key, c in [(("b", b), c) for b, c in t1.items()] + [(("l", lam), c) for lam, c in t2.items() if lam != 1]:
+        name = f"evaluate-b{c.vae.beta:g}-l{c.lam:g}"
+        add(name, evaluate_unit, {**ecommon, "cfg": c.to_dict(), "fid": fid and c.vae.beta == 1 and c.lam == 1},
+            ["classifier", gan_unit[key]], kind="evaluate",
+            what=f"metrics of beta {c.vae.beta:g}, lambda {c.lam:g}" + (" (with FID)" if fid and c.vae.beta == 1
+                                                                         and c.lam == 1 else ""))
+        evals.append(name)
+    add("seed-spread", spread_unit, {**ecommon, "cfgs": [base.to_dict()] + [c.to_dict() for c in extra.values()],
+                                     "results": str(lay.results), "dataset": dataset, "profile": profile},
+        ["classifier", gan_unit[("b", 1.0)]] + [f"gan-seed{s}" for s in extra], kind="evaluate",
+        what=f"run-to-run spread of every metric over seeds {_list(seeds)}")
+    nb_deps = evals + ["seed-spread"]
+    for nb in NOTEBOOKS:
+        params = {"profile": profile, "dataset": dataset, "data_root": None if data_root is None else str(data_root),
+                  "device": str(dev), "out": None if out is None else str(Path(out).resolve())}
+        if nb.startswith("05"):
+            params = {k: v for k, v in params.items() if k != "dataset"} | {"datasets": [dataset]}
+        if nb.startswith("02"):
+            params["fid"] = fid
+        source = lay.root / "notebooks" / f"{nb}.ipynb"
+        add(f"notebook-{nb[:2]}", notebook_unit, {"notebook": str(source), "target": str(lay.notebooks / f"{nb}.ipynb"),
+                                                  "params": params, "in_place": lay.in_place, "profile": profile,
+                                                  "manifest": str(manifest)},
+            nb_deps, kind="notebook", what=f"notebooks/{nb}.ipynb" + (" (in place)" if lay.in_place else ""))
+    add("report", report_unit, {"results": str(lay.results), "manifest": str(manifest), "command": command},
+        [f"notebook-{nb[:2]}" for nb in NOTEBOOKS], kind="report", what="report.md, the CSV tables, claims.md")
+    return Plan(units, rows, lay, manifest)
+
+
+def _list(values) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def _image_steps(cfg, data) -> int:
+    """Images seen in training: training images x epochs (the images actually used)."""
+    from .data import bind_data
+
+    v = cfg.vae if isinstance(cfg, GANConfig) else cfg
+    n = len(bind_data(v, data)[1].train_x) if data is not None else (v.n_train or 0)
+    return n * cfg.epochs
+
+
+# ----------------------------------------------------------------------------- estimate
+def measure_rates(device, stacked_members: int = 1, graphs: bool = False, steps: int = 4) -> dict:
+    """Images per second of one VAE step and one GAN step at batch 32 on ``device`` (a short warm-up)."""
+    import torch
+
+    from .config import VAEConfig
+    from .nn import Decoder, Discriminator, Encoder, stack_members
+    from .runtime import adam
+    from .steps import CapturedStep, GANStep, VAEStep
+
+    dev = torch.device(device)
+    m = stacked_members
+    x = torch.rand(32, 3, 32, 32, device=dev).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+    noise = torch.Generator(device=dev).manual_seed(0)
+    cfgs = [GANConfig(vae=VAEConfig(beta=1.0 + i), lam=1.0 + i) for i in range(m)]
+    enc, dec = Encoder(), Decoder()
+    wide = lambda net: (net if m == 1 else stack_members([net] * m)).to(dev).to(memory_format=torch.channels_last)  # noqa: E731
+    e, d = wide(enc), wide(dec)
+    vae = VAEStep([c.vae for c in cfgs], e, d, adam(list(e.parameters()) + list(d.parameters()), 2e-4,
+                                                    (0.5, 0.999), dev, graphs), noise, dev)
+    g, di = wide(Decoder()), wide(Discriminator())
+    gan = GANStep([c for c in cfgs], Encoder().to(dev).eval().to(memory_format=torch.channels_last), g, di,
+                  adam(g.parameters(), 2e-4, (0.5, 0.999), dev, graphs), adam(di.parameters(), 2e-4, (0.5, 0.999),
+                                                                               dev, graphs), noise, dev)
+    out = {}
+    for name, step in (("vae", vae), ("gan", gan)):
+        step = CapturedStep(step) if graphs else step
+        for _ in range(2 + (4 if graphs else 0)):
+            step(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        out[name] = m * 32 * steps / (time.perf_counter() - t0)
+    return out
+
+
+def estimate(p: Plan, rates: dict, dataset: str, profile: str) -> None:
+    """Fill each row's estimated seconds from measured rates (training), and rough constants (the rest)."""
+    n_test = profile_sizes(profile, dataset).n_test or 10000
+    for row in p.rows:
+        if row["kind"] == "train":
+            kind = "vae" if row["unit"].startswith("vae") else "gan"
+            row["seconds"] = 0 if row["status"] == "done" else row["image_steps"] / rates[kind]
+        elif row["kind"] == "evaluate":
+            row["seconds"] = n_test * 24 / rates["gan"] * (3 if row["unit"] == "seed-spread" else 1) / 6
+        elif row["kind"] == "classifier":
+            row["seconds"] = 2 * (profile_sizes(profile, dataset).n_train or 50000) * 4 / rates["gan"]
+        elif row["kind"] == "notebook":
+            row["seconds"] = 30.0 + (2 * _image_steps(make_config(profile, dataset=dataset).vae, None) /
+                                     rates["vae"] if row["unit"] == "notebook-06" else 0)
+        else:
+            row["seconds"] = 5.0
+
+
+def print_plan(p: Plan, say, rates: dict | None, device: str) -> None:
+    say(f"plan: {len(p.units)} units; runs in {p.layout.runs}, figures in {p.layout.figures}, results in "
+        f"{p.layout.results}")
+    say(f"{'unit':22s} {'image-steps':>12s} {'status':>10s} {'estimate':>10s}  what")
+    total = 0.0
+    for row in p.rows:
+        sec = row.get("seconds")
+        total += sec or 0
+        say(f"{row['unit']:22s} {row['image_steps']:12,d} {row['status'] or '-':>10s} "
+            f"{_duration(sec) if sec is not None else '?':>10s}  {row['what']}")
+    steps = sum(r["image_steps"] for r in p.rows)
+    if rates:
+        say(f"total: {steps:,d} image-steps of training; estimated {_duration(total)} on {device} "
+            f"(measured: VAE {rates['vae']:.0f}, LSR-GAN {rates['gan']:.0f} images/s per member)")
+
+
+def _duration(sec: float) -> str:
+    sec = float(sec)
+    if sec < 90:
+        return f"{sec:.0f} s"
+    if sec < 5400:
+        return f"{sec / 60:.0f} min"
+    return f"{sec / 3600:.1f} h"
+
+
+# ----------------------------------------------------------------------------- the command
+def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = None, out=None, device="auto",
+              budget: float | None = None, dry_run: bool = False, graphs: bool = False, executor=None,
+              progress: bool = True, command: str | None = None, say=print) -> int:
+    """Plan, print the plan, then run what is left. Returns the exit status (3: the budget ran out)."""
+    from .runtime import device_name, resolve_device
+
+    profile = check_profile(profile or default_profile())
+    check_dataset_name(dataset)
+    dev = resolve_device(device)
+    if graphs and dev.type != "cuda":
+        raise LsrError("--graphs needs a CUDA device; drop --graphs on this machine")
+    if budget is not None and budget <= 0:
+        raise LsrError(f"--budget must be a positive number of minutes, got {budget:g}")
+    executor = executor or LocalExecutor()
+    stacked = dev.type == "cuda"
+    t_start = time.time()
+    deadline = None if budget is None else t_start + 60 * budget
+    p = plan(dataset, profile, out=out, data_root=data_root, device=dev, stacked=stacked, graphs=graphs,
+             progress=progress, deadline=deadline, command=command)
+    t0 = time.monotonic()
+    rates = measure_rates(dev, stacked_members=len(sweep_values(profile)[0]) if stacked else 1, graphs=graphs)
+    warm = time.monotonic() - t0
+    estimate(p, rates, dataset, profile)
+    print_plan(p, say, rates, device_name(dev))
+    if dry_run:
+        return 0
+    if budget is not None and 60 * budget < warm + 90:
+        raise LsrError(f"--budget {budget:g} min is too short to reach a checkpoint (the warm-up took {warm:.0f} s "
+                       f"and a run checkpoints after at most 60 s of training); give at least "
+                       f"{(warm + 90) / 60:.0f} minutes")
+    for folder in (p.layout.runs, p.layout.figures, p.layout.results, p.layout.notebooks):
+        folder.mkdir(parents=True, exist_ok=True)
+    env = {"LSR_PROGRESS": "1" if progress else "0"}
+    kw = {"env": env} if executor.name == "submitit" else {}
+    outcomes = executor.run(p.units, say=say, **kw)
+    done = [u for u in p.units if outcomes.get(u.name) and outcomes[u.name].status == "done"]
+    failed = [o for o in outcomes.values() if o.status == "error"]
+    late = [o for o in outcomes.values() if o.status == "out_of_time"]
+    left = [u.name for u in p.units if u not in done]
+    say(f"reproduce: {len(done)} of {len(p.units)} units done in {_duration(time.time() - t_start)}")
+    for o in failed:
+        say("  FAILED " + describe_failure(o))
+    if late or (left and not failed):
+        say(f"time is up: {len(left)} units left ({', '.join(left[:8])}{' ...' if len(left) > 8 else ''}); run the "
+            f"same command again to continue from the last checkpoints")
+        return EXIT_OUT_OF_TIME
+    if failed:
+        skipped = [o.name for o in outcomes.values() if o.status == "skipped"]
+        if skipped:
+            say(f"  not run because of the failures: {', '.join(skipped)}")
+        say("fix the failures and run the same command again: finished units are skipped")
+        return 1
+    say(f"figures in {p.layout.figures}; tables in {p.layout.results / 'report.md'}; claims in "
+        f"{p.layout.results / 'claims.md'}")
+    return 0
+

@@ -1,0 +1,113 @@
+"""Where and how training runs: device, seeding, autocast, the optimiser, torch.compile, the Ctrl-C guard."""
+from __future__ import annotations
+
+import contextlib
+import platform
+import random
+import shutil
+import signal
+import threading
+
+import torch
+
+from .errors import LsrError
+
+
+def resolve_device(spec: str | torch.device | None = None) -> torch.device:
+    """'auto'/None -> CUDA if available, else CPU. An explicit device that is absent is an error."""
+    if spec is None or str(spec) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise LsrError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LsrError(f"--device {spec} was requested but no CUDA GPU is available to this torch "
+                           f"({torch.__version__}); use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise LsrError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise LsrError(f"--device {spec} was requested but MPS is not available; use --device cpu")
+    elif dev.type != "cpu":
+        raise LsrError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def device_name(device: torch.device) -> str:
+    """A human name of the hardware: the GPU's model, or the CPU with its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast when ``precision == "bf16"``, else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """Losses in full precision: bf16/fp16 outputs of autocast go to fp32; fp32 and fp64 stay as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
+def adam(params, lr: float, betas, device: torch.device, capturable: bool = False) -> torch.optim.Adam:
+    """Adam over the trainable ``params``; fused on CUDA (and capturable, for CUDA graphs, when asked)."""
+    params = [p for p in params if p.requires_grad]
+    if device.type == "cuda":
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True, capturable=capturable)
+    return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def check_compile(device: torch.device) -> None:
+    """Refuse ``--compile`` where it cannot work, before anything is trained."""
+    if not hasattr(torch, "compile"):
+        raise LsrError(f"--compile needs torch.compile, which torch {torch.__version__} lacks; drop --compile")
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        raise LsrError("--compile on the CPU needs a C++ compiler (g++ or clang++) on PATH; install one or "
+                       "drop --compile")
+    if device.type == "mps":
+        raise LsrError("--compile is not supported on MPS by the kit; drop --compile")
+
+
+def maybe_compile(module: torch.nn.Module, on: bool, device: torch.device) -> torch.nn.Module:
+    """``torch.compile`` a network (forward and backward) when ``on``; the optimiser stays eager."""
+    if not on:
+        return module
+    check_compile(device)
+    return torch.compile(module, dynamic=False)
+
+
+class StopRequest:
+    """Turns the first Ctrl-C into a request to stop after the current step (the second one kills)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+
+            def handler(signum, frame):
+                self.requested = True
+                signal.signal(signal.SIGINT, self._old)
+
+            signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)

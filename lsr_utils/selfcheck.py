@@ -1,0 +1,206 @@
+"""``lsr selfcheck``: the fast training paths do the plain path's math, on this machine.
+
+Two comparisons, each step by step from the same seed, weights, batches and
+noise, stopping at the first step whose losses or weights differ:
+
+1. **captured vs eager**: the VAE and LSR-GAN steps replayed as CUDA graphs
+   (:class:`lsr_utils.steps.CapturedStep`) against the same steps run eagerly,
+   in float32, over ``steps`` steps whose last ones use a smaller batch (the
+   epoch's last batch, its own graph). On a CPU there are no CUDA graphs: the
+   capture logic (warm-up, static buffers, one graph per batch shape) is
+   checked with an emulated backend instead, and the report says so.
+2. **stacked vs single**: M members trained as one stacked network (sweep
+   stacking: a beta sweep's VAEs, a lambda sweep's LSR-GANs, a beta sweep's
+   LSR-GANs over their own VAEs) against M separate runs, in float64 (in
+   float32 the two orders of summation drift apart through Adam whatever the
+   code does; in float64 any change to the math shows).
+
+Exit status 0 when everything agrees; 1 naming the first step and tensor that
+differ.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from .config import GANConfig, VAEConfig
+from .nn import Decoder, Discriminator, Encoder, stack_members, unstack_member
+from .pixels import uint8_to_model
+from .runtime import adam, resolve_device
+from .steps import CapturedStep, GANStep, VAEStep
+
+
+@dataclass
+class Difference:
+    step: int
+    tensor: str
+    got: float
+    want: float
+
+    def __str__(self) -> str:
+        return f"step {self.step}: {self.tensor} differs ({self.got:.6g} vs {self.want:.6g})"
+
+
+class EmulatedGraphs:
+    """A stand-in for CUDA graphs on the CPU: "capture" records the function, "replay" runs it on the static buffers.
+
+    It checks what :class:`~lsr_utils.steps.CapturedStep` does around the graph
+    (warm-up calls, static input buffers, one graph per batch shape, outputs
+    copied before the next call), not the GPU.
+    """
+
+    def __init__(self):
+        self.captures, self.replays = 0, 0
+
+    def eager(self, fn):
+        return fn()
+
+    def capture(self, fn):
+        self.captures += 1
+        return fn, None
+
+    def replay(self, graph):
+        self.replays += 1
+        return graph()
+
+
+def batches(n_steps: int, batch: int, device, dtype=torch.float32, seed: int = 0, last: int | None = None,
+            n_last: int = 4):
+    """Random images in the model range; the last ``n_last`` steps use ``last`` images (an epoch's last batch)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n_steps):
+        b = last if last and i >= n_steps - n_last else batch
+        x = torch.randint(0, 256, (b, 3, 32, 32), dtype=torch.uint8, generator=g)
+        out.append(uint8_to_model(x, dtype).to(device).contiguous(memory_format=torch.channels_last))
+    return out
+
+
+def _first_difference(step_no: int, got, want, models_got: dict, models_want: dict, names, rtol, atol):
+    got, want = got.detach().double().cpu(), want.detach().double().cpu()
+    bad = ~torch.isclose(got, want, rtol=rtol, atol=atol)
+    if bool(bad.any()):
+        k = int(torch.nonzero(bad)[0])
+        return Difference(step_no, f"loss {names[k]}", float(got[k]), float(want[k]))
+    for name, m in models_got.items():
+        for (pname, a), b in zip(m.state_dict().items(), models_want[name].state_dict().values()):
+            if a.is_floating_point() and not torch.allclose(a.double().cpu(), b.double().cpu(), rtol=rtol, atol=atol):
+                d = (a.double().cpu() - b.double().cpu()).abs()
+                i = int(d.flatten().argmax())
+                return Difference(step_no, f"{name}.{pname}", float(a.flatten()[i]), float(b.flatten()[i]))
+    return None
+
+
+def _pair(stage: str, device, dtype, capturable: bool, seed: int = 0):
+    """Fresh networks, optimisers and step of one stage (the same for every call with the same seed)."""
+    torch.manual_seed(seed)
+    if stage == "vae":
+        cfg = VAEConfig(dataset="cifar10")
+        e, d = (n.to(device, dtype).to(memory_format=torch.channels_last) for n in (Encoder(), Decoder()))
+        step = VAEStep(cfg, e, d, adam(list(e.parameters()) + list(d.parameters()), cfg.lr, cfg.adam_betas, device,
+                                       capturable), torch.Generator(device=device).manual_seed(seed + 1), device)
+        return step, {"encoder": e, "decoder": d}
+    cfg = GANConfig(vae=VAEConfig(dataset="cifar10"))
+    enc = Encoder().to(device, dtype).eval()
+    g, d = (n.to(device, dtype).to(memory_format=torch.channels_last) for n in (Decoder(), Discriminator()))
+    step = GANStep(cfg, enc, g, d, adam(g.parameters(), cfg.lr, cfg.adam_betas, device, capturable),
+                   adam(d.parameters(), cfg.lr, cfg.adam_betas, device, capturable),
+                   torch.Generator(device=device).manual_seed(seed + 1), device)
+    return step, {"generator": g, "discriminator": d}
+
+
+def check_captured(stage: str, device, steps: int = 50, backend=None, perturb=None,
+                   rtol: float = 1e-4, atol: float = 1e-5) -> Difference | None:
+    """Captured against eager, float32, step by step; ``perturb(step)`` alters the captured side (tests)."""
+    device = torch.device(device)
+    eager, eager_models = _pair(stage, device, torch.float32, capturable=device.type == "cuda")
+    inner, cap_models = _pair(stage, device, torch.float32, capturable=device.type == "cuda")
+    if perturb:
+        perturb(inner)
+    captured = CapturedStep(inner, backend=backend)
+    for i, x in enumerate(batches(steps, 32, device, last=20), start=1):
+        want = eager(x).clone()
+        got = captured(x).clone()
+        diff = _first_difference(i, got, want, cap_models, eager_models, eager.names, rtol, atol)
+        if diff:
+            return diff
+    return None
+
+
+def check_stacked(stage: str, device, steps: int = 50, members: int = 3, dtype=torch.float64,
+                  rtol: float = 1e-7, atol: float = 1e-10) -> Difference | None:
+    """M stacked members against M single runs, step by step (float64 by default)."""
+    device = torch.device(device)
+    torch.manual_seed(7)
+    if stage == "vae":
+        cfgs = [VAEConfig(dataset="cifar10", beta=b) for b in (0.5, 1.0, 4.0)[:members]]
+        nets = {"encoder": Encoder().to(device, dtype), "decoder": Decoder().to(device, dtype)}
+    else:
+        cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10"), lam=lam) for lam in (0.1, 1.0, 10.0)[:members]]
+        nets = {"generator": Decoder().to(device, dtype), "discriminator": Discriminator().to(device, dtype)}
+        enc = Encoder().to(device, dtype).eval()
+    singles, single_models = [], []
+    for c in cfgs:
+        mine = {k: copy.deepcopy(v) for k, v in nets.items()}
+        noise = torch.Generator(device=device).manual_seed(11)
+        if stage == "vae":
+            s = VAEStep(c, mine["encoder"], mine["decoder"], adam(list(mine["encoder"].parameters()) +
+                                                                   list(mine["decoder"].parameters()), c.lr,
+                                                                   c.adam_betas, device), noise, device)
+        else:
+            s = GANStep(c, enc, mine["generator"], mine["discriminator"],
+                        adam(mine["generator"].parameters(), c.lr, c.adam_betas, device),
+                        adam(mine["discriminator"].parameters(), c.lr, c.adam_betas, device), noise, device)
+        singles.append(s)
+        single_models.append(mine)
+    wide = {k: stack_members([v] * len(cfgs)) for k, v in nets.items()}
+    noise = torch.Generator(device=device).manual_seed(11)
+    if stage == "vae":
+        stacked = VAEStep(cfgs, wide["encoder"], wide["decoder"],
+                          adam(list(wide["encoder"].parameters()) + list(wide["decoder"].parameters()), 2e-4,
+                               (0.5, 0.999), device), noise, device)
+    else:
+        stacked = GANStep(cfgs, enc, wide["generator"], wide["discriminator"],
+                          adam(wide["generator"].parameters(), 2e-4, (0.5, 0.999), device),
+                          adam(wide["discriminator"].parameters(), 2e-4, (0.5, 0.999), device), noise, device)
+    for i, x in enumerate(batches(steps, 8, device, dtype), start=1):
+        want = torch.cat([s(x) for s in singles])
+        got = stacked(x)
+        bad = ~torch.isclose(got.double().cpu(), want.double().cpu(), rtol=rtol, atol=atol)
+        if bool(bad.any()):
+            k = int(torch.nonzero(bad)[0])
+            return Difference(i, f"loss {stacked.names[k]}", float(got[k]), float(want[k]))
+    for j, mine in enumerate(single_models):
+        for name, net in mine.items():
+            cut = unstack_member(wide[name], net, j)
+            for pname, v in net.state_dict().items():
+                if v.is_floating_point() and not torch.allclose(cut[pname].double().cpu(), v.double().cpu(),
+                                                                rtol=1e-6, atol=1e-9):
+                    return Difference(steps, f"member {j} {name}.{pname}", float(cut[pname].flatten()[0]),
+                                      float(v.flatten()[0]))
+    return None
+
+
+def selfcheck(device="auto", steps: int = 50, say=print) -> int:
+    """Run both comparisons on ``device``; 0 when everything agrees, 1 at the first difference."""
+    from .runtime import device_name
+
+    dev = resolve_device(device)
+    say(f"lsr selfcheck on {device_name(dev)}, {steps} steps each")
+    failures = 0
+    cuda = dev.type == "cuda"
+    for stage in ("vae", "gan"):
+        backend = None if cuda else EmulatedGraphs()
+        diff = check_captured(stage, dev, steps, backend=backend)
+        what = "CUDA-graph" if cuda else "emulated (no CUDA here: the capture logic, not the GPU)"
+        say(f"  {stage}: captured ({what}) vs eager, float32: " + ("equal" if diff is None else f"DIFFERENT at {diff}"))
+        failures += diff is not None
+    for stage in ("vae", "gan"):
+        diff = check_stacked(stage, dev, steps)
+        say(f"  {stage}: 3 stacked members vs 3 single runs, float64: " + ("equal" if diff is None else
+                                                                          f"DIFFERENT at {diff}"))
+        failures += diff is not None
+    say("selfcheck: " + ("all equal" if not failures else f"{failures} comparison(s) differ"))
+    return 1 if failures else 0
