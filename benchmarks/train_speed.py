@@ -122,7 +122,7 @@ def main():
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["kit"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     a = p.parse_args()
-    from lsr_utils.train import resolve_device
+    from lsr_utils.runtime import resolve_device
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -171,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--record", default=None, metavar="FILE",
                    help="write the evaluation record to FILE instead of RUN_DIR/metrics.json (a read-only run)")
     e.add_argument("--fresh", action="store_true", help="measure again even if metrics.json is up to date")
+    e.add_argument("--snapshots", action="store_true",
+                   help="instead, evaluate the LSR-GAN after each epoch kept with --snapshot-epochs (default "
+                        "--n-test 2000): writes RUN_DIR/convergence.json and a convergence figure")
+    e.add_argument("--figure", default=None, metavar="PATH",
+                   help="with --snapshots: where to draw the figure (PNG and PDF; default RUN_DIR/convergence)")
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sw = sub.add_parser("sweep", help="run a notebook once per parameter value (papermill), then gather the tables")
@@ -199,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop cleanly at a checkpoint when MINUTES have passed; rerun to continue")
     rp.add_argument("--dry-run", action="store_true", help="print the plan (runs, image-steps, estimated time) only")
     rp.add_argument("--graphs", action="store_true", help="CUDA-graph steps (CUDA only)")
+    rp.add_argument("--only", nargs="+", default=None, metavar="UNIT",
+                    help="run only these units of the plan (and what they depend on); --dry-run lists the units")
     _executor_options(rp)
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -386,6 +393,29 @@ def _cmd_evaluate(args) -> int:
 
     resolve_device(args.device)
     clf = load_classifier(args.classifier, args.device) if args.classifier else None
+    if args.snapshots:
+        from . import paper
+        from .evaluate import convergence
+        from .plotting import close, convergence_panels
+
+        conv = convergence(args.run, n_test=args.n_test or 2000, data_root=args.data_root, device=args.device,
+                           classifier=clf, progress=not args.no_progress, command=_command_line(), say=_say)
+        figure = Path(args.figure) if args.figure else Path(args.run) / "convergence"
+        cfg = conv["records"][-1]
+        pv = {k: paper.paper_value(paper.TABLE1, k, 1.0)[0] for k in ("mse_vae", "mse_lsr_gan", "absolute_vae",
+                                                                        "absolute_lsr_gan")}
+        pv.update({k: paper.SECTION_2_2[k][0] for k in ("sharpness_vae", "sharpness_lsr_gan")})
+        with_paper = conv["dataset"] == "cifar10" and cfg["beta"] == 1 and cfg["lam"] == 1
+        close(convergence_panels(conv, figure, paper_values=pv if with_paper else None,
+                                 title=f"{conv['dataset']}: LSR-GAN metrics over its epochs ({conv['n_test']} test "
+                                       f"images)" + ("; dashed: the paper after 500 epochs" if with_paper else "")))
+        for r in conv["records"]:
+            v = r["values"]
+            print(f"epoch {r['gan_epochs_done']:4d}: MSE {v['mse_lsr_gan']['mean']:.1f}, classification "
+                  f"{v['absolute_lsr_gan']['mean']:.1f} %, sharpness {v['sharpness_lsr_gan']['mean']:.3f}, variance "
+                  f"{v['variance_lsr_gan']['mean']:.3g}")
+        print(f"wrote {Path(args.run) / 'convergence.json'} and {figure}.png")
+        return 0
     rec = evaluate_run(args.run, data_root=args.data_root, device=args.device, classifier=clf,
                        fid_weights=args.fid_weights, use_fid=not args.no_fid, n_test=args.n_test, k=args.samples,
                        record=args.record, command=_command_line(), progress=not args.no_progress,
@@ -474,7 +504,8 @@ def _cmd_reproduce(args) -> int:
 
     return reproduce(dataset=args.dataset, data_root=args.data_root, profile=args.profile, out=args.out,
                      device=args.device, budget=args.budget, dry_run=args.dry_run, graphs=args.graphs,
-                     executor=_executor(args), progress=not args.no_progress, command=_command_line())
+                     executor=_executor(args, folder=Path(args.out or "runs") / "submitit"),
+                     progress=not args.no_progress, command=_command_line(), only=args.only)
 
 
 def _cmd_selfcheck(args) -> int:

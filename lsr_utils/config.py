@@ -276,6 +276,7 @@ class Profile:
     vae_epochs: int
     gan_epochs: int
     why: str
+    precision: str = "fp32"
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
@@ -286,8 +287,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 # Per-dataset sizes that differ from the profile's (a dataset's own schedule, chosen for what it must show).
 DATASET_PROFILES: dict[tuple[str, str], dict] = {
-    # `shapes` on a laptop: enough steps for the VAE's latent to keep the object (README: what `lsr demo` shows)
-    ("shapes", "quick"): dict(n_train=20000, vae_epochs=3, gan_epochs=2),
+    # `shapes` on a laptop: enough VAE steps (3,750) for its latent to keep which shape the object is, in bf16
+    # arithmetic to fit `lsr demo` in 10 minutes on a 2-core CPU (README: what `lsr demo` shows; bf16 against fp32
+    # training noise: benchmarks/RESULTS.md)
+    ("shapes", "quick"): dict(n_train=20000, vae_epochs=6, gan_epochs=2, precision="bf16",
+                              why="minutes on a 2-core laptop CPU: 20,000 images, 6 VAE + 2 LSR-GAN epochs, bf16"),
 }
 
 
@@ -340,7 +344,8 @@ def make_config(profile: str | None = None, *, dataset: str = "shapes", **settin
     p = profile_sizes(profile, check_dataset_name(dataset))
     size, channels = DATASET_GEOMETRY[dataset]
     cfg = GANConfig(vae=VAEConfig(dataset=dataset, image_size=size, channels=channels, n_train=p.n_train,
-                                  epochs=p.vae_epochs), epochs=p.gan_epochs)
+                                  epochs=p.vae_epochs, precision=p.precision), epochs=p.gan_epochs,
+                    precision=p.precision)
     return apply_settings(cfg, settings)
 
 
@@ -361,7 +366,7 @@ def infer_profile(cfg) -> str:
     v = cfg.vae if isinstance(cfg, GANConfig) else cfg
     for name in PROFILES:
         p = profile_sizes(name, v.dataset)
-        if v.epochs == p.vae_epochs and v.n_train == p.n_train and \
+        if v.epochs == p.vae_epochs and v.n_train == p.n_train and v.precision == p.precision and \
                 (not isinstance(cfg, GANConfig) or cfg.epochs == p.gan_epochs):
             return name
     return "custom"

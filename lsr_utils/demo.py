@@ -26,16 +26,19 @@ from .config import check_profile, default_profile, make_config, profile_sizes
 from .data import load_data
 from .data.shapes import DESIGN
 from .evaluate import evaluate, render
+from .files import atomic_write_json
 from .plotting import close, image_rows
 from .runtime import device_name, resolve_device
 from .train import train_lsr_gan, train_vae
 
 WHY = ("Objects fill about 60-80 % of the image side (radius 0.30-0.40 of it) so that the four shapes differ in "
        "many pixels: within the demo's few thousand steps the VAE's latent then keeps which shape the object is, "
-       "as the paper says a latent keeps compressible content. The per-pixel texture (amplitude 0.22 on the "
-       "object, 0.12 on the background) is incompressible detail the latent drops and the LSR-GAN has to "
-       "imagine. The schedule (images, epochs) fits the demo in under 10 minutes on a 2-core CPU; networks, "
-       "losses, batch size and optimiser are the paper's; arithmetic is fp32.")
+       "as the paper says a latent keeps compressible content (with the first design, objects of radius 0.18-0.32, "
+       "4 epochs left every shape a round blob). The per-pixel texture (amplitude 0.22 on the object, 0.12 on the "
+       "background) is incompressible detail the latent drops and the LSR-GAN has to imagine. The schedule "
+       "(20,000 images; 6 VAE + 2 LSR-GAN epochs, 3,750 + 1,250 steps at batch 32) in bf16 arithmetic fits the "
+       "demo in under 10 minutes on a 2-core CPU; bf16 changes the metrics less than retraining with another seed "
+       "does (benchmarks/RESULTS.md). Networks, losses, batch size and optimiser are the paper's.")
 
 # The paper's effect on `shapes`, as checks on the record (README: What `lsr demo` shows).
 CHECKS = (
@@ -54,7 +57,6 @@ def run_demo(*, profile: str | None = None, out: str | Path = "runs", figures: s
              results: str | Path = "runs/demo", device=None, seed: int = 13, progress: bool = True,
              fresh: bool = False, n_show: int = 12, command: str | None = None) -> dict:
     """Train, evaluate and draw; returns the record (also written to ``<results>/demo.json``)."""
-    from .files import atomic_write_json
 
     t0 = time.monotonic()
     profile = check_profile(profile or default_profile())

@@ -20,6 +20,8 @@ Units: MSE and variance are per-image sums on [0, 1]; classification in %.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,12 +30,19 @@ from pathlib import Path
 import torch
 
 from . import __version__, paper
+from .classifier import ClassifierRun, classifier_config, evaluation_classifier_config, train_classifier
+from .config import infer_profile, profile_sizes
+from .data import load_data
 from .errors import LsrError
-from .metrics import Stat, accuracy, mse, sample_variance, sharpness
+from .fid import InceptionFID, cached_statistics, distance
+from .files import atomic_write_json, load_tensors, read_json, record_manifest
+from .losses import kl_divergence
+from .metrics import Stat, accuracy, mse, mse_per_pixel, sample_variance, sharpness
 from .nn import reparameterize
 from .pixels import model_to_unit, uint8_to_model, uint8_to_unit
 from .progress import progress_bar
-from .train import GANRun
+from .runs import environment, load_state, now
+from .train import GANRun, load_run
 
 RANDOM_SEED = 1234  # z ~ N(0, I) for the random samples of every evaluation
 
@@ -125,7 +134,6 @@ def collapse_check(samples: torch.Tensor, reference: torch.Tensor, threshold: fl
 
 def frechet_scores(r: Renderings, extractor, key: str, prefix: str) -> dict:
     """Frechet distances of the four image sets to the test images, in ``extractor``'s features."""
-    from .fid import cached_statistics, distance
 
     ref = cached_statistics(key, lambda: r.input, extractor)
     return {f"{prefix}_{name}": distance(imgs, ref, extractor)
@@ -136,7 +144,6 @@ def frechet_scores(r: Renderings, extractor, key: str, prefix: str) -> dict:
 def make_record(run: GANRun, values: dict, *, scores: dict, fid: dict, collapse: dict, classifier, settings: dict,
                 command: str | None, seconds: float, profile: str) -> dict:
     """The one evaluation record: what was measured, on what, with what, by which command, where."""
-    from .runs import environment, now
 
     cfg = run.config
     return {
@@ -171,7 +178,6 @@ def evaluate(run: GANRun, test_x: torch.Tensor, test_y: torch.Tensor, classifier
         except LsrError as e:
             scores = {"kit_cfd_unavailable": str(e)}
     if use_fid:
-        from .fid import InceptionFID
 
         try:
             inc = InceptionFID(fid_weights, device=device)
@@ -188,7 +194,6 @@ def evaluate(run: GANRun, test_x: torch.Tensor, test_y: torch.Tensor, classifier
 
 
 def hash_images(x: torch.Tensor) -> str:
-    import hashlib
 
     return hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest()[:12]
 
@@ -206,11 +211,6 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     returned instead of measuring again. ``say``: where progress messages go
     (default: stderr).
     """
-    from .classifier import ClassifierRun, classifier_config, evaluation_classifier_config, train_classifier
-    from .config import infer_profile, profile_sizes
-    from .data import load_data
-    from .files import atomic_write_json, read_json, record_manifest
-    from .train import load_run
 
     say = say or (lambda text: print(text, file=sys.stderr))
     path = Path(path).resolve()
@@ -265,8 +265,47 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     return rec
 
 
+def convergence(path, *, epochs=None, n_test: int = 2000, data_root=None, device=None, classifier=None,
+                progress: bool = True, command: str | None = None, say=None) -> dict:
+    """The LSR-GAN's metrics after each kept epoch (``--snapshot-epochs``), on ``n_test`` test images.
+
+    Each snapshot's generator replaces the run's; the same evaluation as
+    :func:`evaluate` measures it (the VAE's values do not change). Writes
+    ``<run>/convergence.json`` and returns it.
+    """
+
+    say = say or (lambda text: print(text, file=sys.stderr))
+    path = Path(path).resolve()
+    run = load_run(path, device)
+    if not isinstance(run, GANRun):
+        raise LsrError(f"{path}: a VAE run; give the LSR-GAN run whose snapshots to evaluate")
+    kept = sorted(int(p.stem.split("-")[1]) for p in (path / "snapshots").glob("epoch-*.pt"))
+    epochs = kept if epochs is None else [e for e in epochs if e in kept]
+    if not epochs:
+        raise LsrError(f"{path}: no snapshots kept (train with --snapshot-epochs 1 2 5 10 to keep them)")
+    cfg = run.config
+    data = load_data(cfg.vae.dataset, root=data_root, n_test=n_test, seed=cfg.vae.data_seed, progress=progress,
+                     n_train=2 if cfg.vae.dataset == "shapes" else None)
+    if classifier is None:
+        classifier = train_classifier(evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)),
+                                      out=path.parents[2], device=device, data_root=data_root, progress=progress)
+    recs = []
+    for e in epochs:
+        snap = load_tensors(path / "snapshots" / f"epoch-{e:04d}.pt", "snapshot")
+        load_state(run.generator, snap.get("generator"), path / "snapshots" / f"epoch-{e:04d}.pt", "generator")
+        say(f"evaluating the LSR-GAN after epoch {e} of {cfg.epochs} ({len(data.test_x)} test images)")
+        rec = evaluate(run, data.test_x, data.test_y, classifier, clean=data.test_clean, device=device,
+                       progress=progress, command=command, profile=infer_profile(cfg),
+                       settings={"n_test": n_test, "snapshot_epoch": e})
+        rec["gan_epochs_done"] = e
+        recs.append(rec)
+    out = {"run": "/".join(path.parts[-3:]), "dataset": cfg.vae.dataset, "n_test": len(data.test_x),
+           "epochs": epochs, "records": recs}
+    atomic_write_json(path / "convergence.json", out)
+    return out
+
+
 def _writable(path: Path) -> bool:
-    import os
 
     return os.access(path, os.W_OK)
 
@@ -280,8 +319,6 @@ def vae_summary(run, test_x: torch.Tensor, batch_size: int = 500) -> dict:
     the MSE of :func:`lsr_utils.losses.effective_beta`; ``kl_per_image``: the
     KL of q(z|x) from N(0, I) in nats, averaged over images.
     """
-    from .losses import kl_divergence
-    from .metrics import mse_per_pixel
 
     errs, kl = [], 0.0
     for i in range(0, len(test_x), batch_size):

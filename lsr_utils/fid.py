@@ -31,10 +31,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .data import network_reachable
+from .data.cache import cache_dir
 from .errors import LsrError
 from .files import atomic_write
 from .pixels import check_unit_images
 from .progress import progress_bar
+from .runtime import resolve_device
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_NAME
@@ -133,7 +136,6 @@ def distance(images: torch.Tensor, reference: Statistics, extractor: FeatureExtr
 def cached_statistics(key: str, images: Callable[[], torch.Tensor], extractor: FeatureExtractor,
                       cache: Path | None = None) -> Statistics:
     """Statistics of a fixed image set (e.g. a dataset's test split), cached under ``key`` + extractor."""
-    from .data.cache import cache_dir
 
     safe = hashlib.sha1(f"{key}|{extractor.name}".encode()).hexdigest()[:16]
     path = Path(cache or cache_dir() / "fid") / f"{safe}.npz"
@@ -170,17 +172,6 @@ def find_weights(weights: str | Path | None = None) -> Path | None:
     return hub if hub.is_file() else None
 
 
-def network_reachable(host: str = "github.com", port: int = 443, timeout: float = 3.0) -> bool:
-    """Whether ``host`` answers within ``timeout`` seconds (False when downloads are off: ``LSR_OFFLINE=1``)."""
-    if os.environ.get("LSR_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _missing_weights_message() -> str:
     hub = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_NAME
     return (f"FID needs the Inception weights {FID_WEIGHTS_NAME}, which are not on this machine and could not "
@@ -211,7 +202,7 @@ class InceptionFID(FeatureExtractor):
             raise LsrError("FID needs pytorch-fid: pip install pytorch-fid==0.3.0") from None
         path = find_weights(weights)
         if path is None:
-            if not network_reachable():  # offline: say so at once, never start a download
+            if not network_reachable("github.com"):  # offline: say so at once, never start a download
                 raise LsrError(_missing_weights_message())
             old = socket.getdefaulttimeout()
             socket.setdefaulttimeout(20)
@@ -235,7 +226,6 @@ class InceptionFID(FeatureExtractor):
                                        normalize_input=True, use_fid_inception=True)
             except RuntimeError as e:
                 raise LsrError(f"{path}: not the FID Inception weights ({str(e).splitlines()[0][:160]})") from None
-        from .runtime import resolve_device
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()

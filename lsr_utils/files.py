@@ -23,11 +23,12 @@ import pickle
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from .errors import LsrError
 
 
 def _json_default(o):
-    import torch
 
     if isinstance(o, torch.Tensor):
         return o.tolist()
@@ -49,13 +50,22 @@ def io_problem(e: OSError, path: Path, doing: str = "write") -> LsrError:
     return LsrError(f"{path}: cannot {doing} it ({os.strerror(e.errno) if e.errno else e})")
 
 
+def make_dir(path: str | Path) -> Path:
+    """``mkdir -p``, with a full disk or a read-only folder reported as one message."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise LsrError(f"{path} is a file; give a folder") from None
+    except OSError as e:
+        raise io_problem(e, path / ".", "create") from None
+    return path
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Write ``path`` completely or not at all: ``write(tmp)`` fills a temporary file, which replaces ``path``."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise io_problem(e, path, "create the folder of") from None
+    make_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
@@ -89,7 +99,6 @@ def atomic_write_json(path: str | Path, obj) -> Path:
 
 
 def atomic_torch_save(path: str | Path, obj) -> Path:
-    import torch
 
     def write(tmp: Path):
         try:
@@ -123,7 +132,6 @@ def load_tensors(path: str | Path, what: str = "checkpoint") -> dict:
     type is refused with a message naming the file, as are missing, truncated
     and foreign files. Kit files are dicts with an ``lsr_version`` entry.
     """
-    import torch
 
     path = Path(path)
     if not path.is_file():

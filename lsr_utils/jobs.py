@@ -22,6 +22,7 @@ No scheduling is done here beyond waiting for a wave: the engine is submitit.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import LsrError
+from .loop import OutOfTime
 
 
 @dataclass
@@ -53,7 +55,6 @@ class Outcome:
 
 def call(fn: Callable[..., dict], *args) -> dict:
     """Run a unit function, turning a user-fixable problem into a reported error (never a traceback)."""
-    from .loop import OutOfTime
 
     try:
         out = fn(*args)
@@ -104,7 +105,6 @@ class LocalExecutor:
 
 def _job_main(fn, args, env: dict) -> dict:
     """What a submitit job runs: the unit function, with the environment the plan set."""
-    import os
 
     os.environ.update(env)
     return call(fn, *args)

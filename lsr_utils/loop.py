@@ -24,6 +24,7 @@ History layout: ``{"epoch": {"epoch": [1, 2, ...], name: [epoch means]},
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +36,24 @@ from .files import atomic_torch_save
 from .progress import progress_bar
 from .runs import RunDir, load_state
 from .runtime import StopRequest
+
+
+@dataclass
+class RunOptions:
+    """How a run trains (never what): progress, checkpoints, logging, memory format, compile, CUDA graphs, time."""
+
+    progress: bool = True
+    checkpoint_every_s: float = 60.0
+    checkpoint_every_steps: int | None = None
+    log_every: int = 50
+    callbacks: list | None = None
+    channels_last: bool = True
+    compile: bool = False
+    graphs: bool = False            # capture each step as a CUDA graph (CUDA only; lsr_utils.steps.CapturedStep)
+    snapshot_epochs: tuple = ()     # keep the weights after these epochs (convergence figures)
+    deadline: float | None = None   # time.monotonic() after which the run checkpoints and stops
+    wait: bool = False              # wait for a run folder another process is training
+    stack: bool | None = None       # a sweep's members as one stacked network (None: on CUDA, where it pays)
 
 
 class Diverged(LsrError):

@@ -18,14 +18,21 @@ keeps a failed copy for inspection (reporting its cell) and goes on.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import check_profile, default_profile, make_config, profile_sizes
+from .data import load_data
 from .errors import LsrError
+from .files import atomic_write_json, make_dir, read_json
+from .jobs import LocalExecutor, Unit
+from .report import write_report
+from .runs import environment, now
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -76,7 +83,6 @@ class Context:
 
     def data(self, dataset: str = "shapes", cfg=None):
         """The profile's training and test images of ``dataset`` (those of ``cfg.vae`` when given)."""
-        from .data import load_data
 
         v = (cfg or self.config(dataset)).vae
         return load_data(v.dataset, root=self.data_root, n_train=v.n_train, n_test=self.n_test(v.dataset),
@@ -88,7 +94,6 @@ class Context:
         Written by ``lsr reproduce`` (``results/seed_spread_<dataset>_<profile>.json``); the
         claims' verdicts weigh it (:func:`trend`'s ``spread``).
         """
-        from .files import read_json
 
         f = self.results / f"seed_spread_{dataset}_{self.profile}.json"
         if not f.is_file():
@@ -125,7 +130,7 @@ def setup(*, profile: str | None = None, name: str = "notebook", root: str | Pat
     else:
         runs, figures, results = root / "runs", root / "figures", root / "results"
     for p in (runs, figures, results):
-        p.mkdir(parents=True, exist_ok=True)
+        make_dir(p)
     os.environ.setdefault("LSR_PROGRESS", "1")
     return Context(name, profile, root, runs, figures, results, find_data_root(data_root, root))
 
@@ -138,8 +143,6 @@ def write_results(ctx: Context, stem: str, record: dict, *, claims: list[dict] |
     "reproduced": True | False | None, "evidence": "the numbers behind the verdict"}``;
     ``lsr report`` gathers them into ``results/claims.md`` beside the figures they concern.
     """
-    from .files import atomic_write_json
-    from .runs import environment, now
 
     for c in claims or []:
         missing = {"where", "claim", "reproduced", "evidence"} - set(c)
@@ -223,7 +226,7 @@ def execute(notebook: str | Path, output: str | Path, params: dict, *, cwd: str 
         raise LsrError(f"{notebook}: no such notebook")
     check_parameters(notebook, params)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(output.parent)
     pm.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(cwd or notebook.parent),
                         progress_bar=progress, kernel_name="python3")
     return output
@@ -253,8 +256,6 @@ def value_file_name(param: str, value) -> str:
     name a file outside the sweep's folder; a very long name is shortened
     with a hash of the value.
     """
-    import hashlib
-    import re
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", str(param)):
         raise LsrError(f"parameter name {str(param)[:80]!r} is not a Python identifier")
@@ -300,7 +301,6 @@ def run_notebook(notebook: str, target: str, params: dict, manifest: str | None 
 
 def manifest_records(manifest: str | Path) -> list[dict]:
     """The evaluation records a manifest lists (unreadable ones are left out; the report warns about them)."""
-    from .files import read_json
 
     out = []
     m = Path(manifest)
@@ -324,13 +324,12 @@ def sweep(notebook: str | Path, param: str, values: list, *, out: str | Path = "
     "skipped": [...], "failed": [{"value", "notebook", "cell", "log"}],
     "folder", "report"}.
     """
-    from .jobs import LocalExecutor, Unit
 
     notebook = Path(notebook).resolve()
     fixed = dict(fixed or {})
     check_parameters(notebook, {param: values[0], **fixed})
     folder = Path(out).resolve() / notebook.stem
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dir(folder)
     manifest = folder / "records.txt"
     units, by_name = [], {}
     for v in values:
@@ -349,7 +348,6 @@ def sweep(notebook: str | Path, param: str, values: list, *, out: str | Path = "
             summary["failed"].append({"value": v, "notebook": str(target), "cell": o.message, "log": o.log})
     records = manifest_records(manifest)
     if records:
-        from .report import write_report
 
         summary["report"] = write_report(None, folder / "report", records=records, keep=False,
                                          command=f"lsr sweep {notebook.name} --param {param}")

@@ -141,3 +141,38 @@ def sweep_panels(records: list[dict], x: str, panels: list[tuple[str, list[tuple
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
     return _finish(fig, title, path)
+
+
+CONVERGENCE_PANELS = (("MSE per image, [0,1] scale", "mse"), ("absolute classification, %", "absolute"),
+                      ("sharpness", "sharpness"), ("variance among samples of q(z|x)", "variance"))
+
+
+def convergence_panels(conv: dict, path: str | Path | None = None, *, paper_values: dict | None = None,
+                       title: str = ""):
+    """The LSR-GAN's metrics after each kept epoch, the VAE's as a flat line, the paper's final values as dashes.
+
+    ``conv``: :func:`lsr_utils.evaluate.convergence`'s result; ``paper_values``:
+    ``{"mse_lsr_gan": 163.06, ...}`` (the paper's numbers after its full schedule).
+    """
+    plt = _plt()
+    recs = conv["records"]
+    epochs = [r["gan_epochs_done"] for r in recs]
+    fig, axes = plt.subplots(1, len(CONVERGENCE_PANELS), figsize=(3.6 * len(CONVERGENCE_PANELS), 3.0),
+                             squeeze=False)
+    for ax, (ptitle, key) in zip(axes[0], CONVERGENCE_PANELS):
+        gan = [r["values"][f"{key}_lsr_gan"] for r in recs]
+        ax.errorbar(epochs, [v["mean"] for v in gan], yerr=[v.get("sem") or 0 for v in gan], fmt="o-",
+                    color="tab:red", label="LSR-GAN", ms=4, capsize=3, lw=1)
+        vae = recs[-1]["values"][f"{key}_vae"]["mean"]
+        ax.axhline(vae, color="tab:blue", lw=1, label="VAE")
+        for name, colour in (("lsr_gan", "tab:red"), ("vae", "tab:blue")):
+            pv = (paper_values or {}).get(f"{key}_{name}")
+            if pv is not None:
+                ax.axhline(pv, color=colour, ls="--", lw=1, label=f"paper, {'LSR-GAN' if name == 'lsr_gan' else 'VAE'}"
+                                                                 f" (500 / 100 epochs)")
+        ax.set_xscale("log")
+        ax.set_xlabel("LSR-GAN epochs")
+        ax.set_title(ptitle, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    return _finish(fig, title, path)

@@ -26,14 +26,30 @@ checkpoint when the time is up.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from . import paper
-from .config import GANConfig, check_dataset_name, check_profile, default_profile, make_config, profile_sizes
+from .classifier import evaluation_classifier_config, train_classifier
+from .config import (GANConfig, VAEConfig, check_dataset_name, check_profile, default_profile, make_config,
+                     profile_sizes)
+from .data import bind_data, load_data
 from .errors import LsrError
+from .evaluate import evaluate_run
+from .fid import find_weights
+from .files import atomic_write_bytes, atomic_write_json, make_dir
 from .jobs import LocalExecutor, Unit, describe_failure
+from .nn import Decoder, Discriminator, Encoder, stack_members
+from .notebook import manifest_records, project_root, run_notebook
+from .report import write_report
+from .runs import RunDir, environment, now
+from .runtime import adam, device_name, resolve_device
+from .steps import CapturedStep, GANStep, VAEStep
+from .train import run_path, train_lsr_gan, train_vae
 
 NOTEBOOKS = ("01_figures_1_2", "02_figure_3_sharpness_fid", "03_beta_sweep", "04_lambda_sweep",
              "05_random_samples", "06_appendix_a_elbo")
@@ -61,9 +77,12 @@ class Layout:
 
     @classmethod
     def of(cls, out: str | Path | None, profile: str, dataset: str) -> "Layout":
-        from .notebook import project_root
 
-        root = project_root()
+        root = project_root(Path(__file__).resolve().parent)  # the checkout the kit runs from: its notebooks
+        if not (root / "notebooks" / f"{NOTEBOOKS[0]}.ipynb").is_file():
+            raise LsrError("lsr reproduce runs the kit's notebooks, which come with a checkout of the repository "
+                           f"(not found beside {Path(__file__).resolve().parent}); install the kit from a checkout "
+                           "(pip install -e .)")
         if out is None:
             runs = root / "runs"
             base = runs / "_smoke" if profile == "smoke" else root
@@ -84,8 +103,6 @@ def _options(spec: dict) -> dict:
 
 def train_vaes_unit(spec: dict) -> dict:
     """Train (or reuse) VAEs: one, or a stacked group."""
-    from .config import VAEConfig
-    from .train import train_vae
 
     cfgs = [VAEConfig.from_dict(c) for c in spec["cfgs"]]
     runs = train_vae(cfgs if len(cfgs) > 1 else cfgs[0], data_root=spec.get("data_root"), **_options(spec))
@@ -95,7 +112,6 @@ def train_vaes_unit(spec: dict) -> dict:
 
 def train_gans_unit(spec: dict) -> dict:
     """Train (or reuse) LSR-GANs on their finished VAEs: one, or a stacked group."""
-    from .train import train_lsr_gan
 
     cfgs = [GANConfig.from_dict(c) for c in spec["cfgs"]]
     runs = train_lsr_gan(cfgs if len(cfgs) > 1 else cfgs[0], data_root=spec.get("data_root"), **_options(spec))
@@ -104,7 +120,6 @@ def train_gans_unit(spec: dict) -> dict:
 
 
 def classifier_unit(spec: dict) -> dict:
-    from .classifier import evaluation_classifier_config, train_classifier
 
     run = train_classifier(evaluation_classifier_config(spec["dataset"], spec["profile"]), out=spec["out"],
                            device=spec["device"], data_root=spec.get("data_root"), progress=spec.get("progress", True))
@@ -113,8 +128,6 @@ def classifier_unit(spec: dict) -> dict:
 
 
 def evaluate_unit(spec: dict) -> dict:
-    from .evaluate import evaluate_run
-    from .train import run_path
 
     cfg = GANConfig.from_dict(spec["cfg"])
     path = run_path(cfg, out=spec["out"], data_root=spec.get("data_root"))
@@ -126,8 +139,6 @@ def evaluate_unit(spec: dict) -> dict:
 
 def spread_unit(spec: dict) -> dict:
     """The run-to-run spread of every metric over the seeds of the beta = lambda = 1 pair (training noise)."""
-    from .evaluate import evaluate_run
-    from .train import run_path
 
     recs = [evaluate_run(run_path(GANConfig.from_dict(c), out=spec["out"], data_root=spec.get("data_root")),
                          data_root=spec.get("data_root"), device=spec["device"], n_test=spec["n_test"],
@@ -139,10 +150,7 @@ def spread_unit(spec: dict) -> dict:
 
 def write_spread(recs: list[dict], results: Path, dataset: str, profile: str, seeds: list[int]) -> Path:
     """Write ``seed_spread_<dataset>_<profile>.json``: per metric, the seeds' means and their standard deviation."""
-    import statistics
 
-    from .files import atomic_write_json
-    from .runs import environment, now
 
     keys = sorted(set.intersection(*(set(k for k, v in r["values"].items() if isinstance(v, dict)) for r in recs)))
     spread = {}
@@ -161,7 +169,6 @@ def write_spread(recs: list[dict], results: Path, dataset: str, profile: str, se
 
 def notebook_unit(spec: dict) -> dict:
     """Execute one notebook: in place (the project's committed outputs) or as a copy (papermill)."""
-    from .notebook import run_notebook
 
     if spec["in_place"]:
         return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"))
@@ -191,15 +198,12 @@ def run_in_place(notebook: str, profile: str, manifest: str | None = None) -> di
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    from .files import atomic_write_bytes
 
     atomic_write_bytes(path, nbformat.writes(nb).encode())
     return {"status": "done", "message": f"{time.monotonic() - t0:.0f} s"}
 
 
 def report_unit(spec: dict) -> dict:
-    from .notebook import manifest_records
-    from .report import write_report
 
     files = write_report(None, spec["results"], records=manifest_records(spec["manifest"]),
                          command=spec.get("command"))
@@ -219,12 +223,7 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
          stacked: bool | None = None, graphs: bool = False, seeds=SEEDS, progress: bool = True,
          deadline: float | None = None, command: str | None = None) -> Plan:
     """The units that reproduce the paper for ``dataset`` in ``profile``, in dependency order."""
-    import torch
 
-    from .data import load_data
-    from .fid import find_weights
-    from .runs import RunDir
-    from .train import run_path
 
     profile = check_profile(profile or default_profile())
     check_dataset_name(dataset)
@@ -327,7 +326,6 @@ def _list(values) -> str:
 
 def _image_steps(cfg, data) -> int:
     """Images seen in training: training images x epochs (the images actually used)."""
-    from .data import bind_data
 
     v = cfg.vae if isinstance(cfg, GANConfig) else cfg
     n = len(bind_data(v, data)[1].train_x) if data is not None else (v.n_train or 0)
@@ -337,12 +335,7 @@ def _image_steps(cfg, data) -> int:
 # ----------------------------------------------------------------------------- estimate
 def measure_rates(device, stacked_members: int = 1, graphs: bool = False, steps: int = 4) -> dict:
     """Images per second of one VAE step and one GAN step at batch 32 on ``device`` (a short warm-up)."""
-    import torch
 
-    from .config import VAEConfig
-    from .nn import Decoder, Discriminator, Encoder, stack_members
-    from .runtime import adam
-    from .steps import CapturedStep, GANStep, VAEStep
 
     dev = torch.device(device)
     m = stacked_members
@@ -418,11 +411,27 @@ def _duration(sec: float) -> str:
 
 
 # ----------------------------------------------------------------------------- the command
+def select_units(p: Plan, only: list[str] | None) -> Plan:
+    """The plan cut to the units named in ``only`` and everything they depend on."""
+    if not only:
+        return p
+    by_name = {u.name: u for u in p.units}
+    unknown = [n for n in only if n not in by_name]
+    if unknown:
+        raise LsrError(f"--only: no unit named {', '.join(unknown)}; units of this plan: {', '.join(by_name)}")
+    keep, todo = set(), list(only)
+    while todo:
+        n = todo.pop()
+        if n not in keep:
+            keep.add(n)
+            todo.extend(by_name[n].deps)
+    return Plan([u for u in p.units if u.name in keep], [r for r in p.rows if r["unit"] in keep], p.layout, p.manifest)
+
+
 def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = None, out=None, device="auto",
               budget: float | None = None, dry_run: bool = False, graphs: bool = False, executor=None,
-              progress: bool = True, command: str | None = None, say=print) -> int:
+              progress: bool = True, command: str | None = None, only: list[str] | None = None, say=print) -> int:
     """Plan, print the plan, then run what is left. Returns the exit status (3: the budget ran out)."""
-    from .runtime import device_name, resolve_device
 
     profile = check_profile(profile or default_profile())
     check_dataset_name(dataset)
@@ -435,8 +444,8 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
     stacked = dev.type == "cuda"
     t_start = time.time()
     deadline = None if budget is None else t_start + 60 * budget
-    p = plan(dataset, profile, out=out, data_root=data_root, device=dev, stacked=stacked, graphs=graphs,
-             progress=progress, deadline=deadline, command=command)
+    p = select_units(plan(dataset, profile, out=out, data_root=data_root, device=dev, stacked=stacked, graphs=graphs,
+                          progress=progress, deadline=deadline, command=command), only)
     t0 = time.monotonic()
     rates = measure_rates(dev, stacked_members=len(sweep_values(profile)[0]) if stacked else 1, graphs=graphs)
     warm = time.monotonic() - t0
@@ -449,7 +458,7 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
                        f"and a run checkpoints after at most 60 s of training); give at least "
                        f"{(warm + 90) / 60:.0f} minutes")
     for folder in (p.layout.runs, p.layout.figures, p.layout.results, p.layout.notebooks):
-        folder.mkdir(parents=True, exist_ok=True)
+        make_dir(folder)
     env = {"LSR_PROGRESS": "1" if progress else "0"}
     kw = {"env": env} if executor.name == "submitit" else {}
     outcomes = executor.run(p.units, say=say, **kw)

@@ -1,4 +1,5 @@
-"""Run folders: one per configuration, locked while trained, written atomically, reused when finished.
+"""Run folders: one per configuration, locked while trained, written atomically, reused when finished;
+and the finished runs they hold (:class:`VAERun`, :class:`GANRun`, :func:`load_run`).
 
 Layout (``out`` defaults to ``runs/``)::
 
@@ -41,6 +42,7 @@ import hashlib
 import json
 import os
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -48,7 +50,9 @@ import torch
 from . import __version__
 from .config import ClassifierConfig, GANConfig, VAEConfig, config_diff
 from .errors import LsrError
-from .files import atomic_torch_save, atomic_write_json, load_tensors, read_json
+from .files import atomic_torch_save, atomic_write_json, io_problem, load_tensors, make_dir, read_json
+from .nn import Decoder, Discriminator, Encoder, build_gan, build_vae
+from .runtime import resolve_device
 
 CONFIG_CLASSES = {"vae": VAEConfig, "gan": GANConfig, "classifier": ClassifierConfig}
 CHECKPOINT_KEYS = ("kind", "epoch", "pos", "models", "optims", "history", "shuffle_state", "noise_state",
@@ -229,8 +233,11 @@ class RunDir:
         except ImportError:  # no flock (Windows): no lock
             yield self
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        f = open(self / ".lock", "a+")
+        make_dir(self.path)
+        try:
+            f = open(self / ".lock", "a+")
+        except OSError as e:
+            raise io_problem(e, self / ".lock", "create") from None
         try:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -272,7 +279,7 @@ class RunDir:
                 started = str(self.run_info().get("started", started))
             except LsrError:
                 pass
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dir(self.path)
         atomic_write_json(self / "config.json", {"kind": kind, "lsr_version": __version__, "config": cfg.to_dict()})
         atomic_write_json(self / "run.json", {"status": "running", "started": started, "device": str(device),
                                               **environment()})
@@ -307,3 +314,93 @@ def find_runs(out: str | Path = "runs", kind: str | None = None, finished_only: 
             continue
         found.append(cfg_file.parent)
     return found
+
+
+# ----------------------------------------------------------------------------- finished runs
+@dataclass
+class VAERun:
+    """A finished VAE: its folder, configuration, networks (eval mode) and history."""
+
+    path: Path
+    config: VAEConfig
+    encoder: Encoder
+    decoder: Decoder
+    history: dict = field(default_factory=dict)
+    reused: bool = True  # False when this call trained it
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor):
+        """x in the model range (B, C, H, W) -> (mu, logvar)."""
+        return self.encoder.eval()(x.to(self.device))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder.eval()(z.to(self.device))
+
+
+@dataclass
+class GANRun:
+    """A finished LSR-GAN with its VAE."""
+
+    path: Path
+    config: GANConfig
+    vae: VAERun
+    generator: Decoder
+    discriminator: Discriminator
+    history: dict = field(default_factory=dict)
+    reused: bool = True  # False when this call trained it
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z), model range."""
+        return self.generator.eval()(z.to(self.vae.device))
+
+
+def require(folder: RunDir, what: str = "the run") -> Path:
+    if folder.status != "finished":
+        raise LsrError(f"{folder.path}: {what} has not finished (status: {folder.status})")
+    return folder.path
+
+
+def _load(path, kind: str, nets: dict, device) -> tuple:
+    folder = RunDir(path)
+    folder.require_finished()
+    found, cfg = folder.read_config()
+    if found != kind:
+        raise LsrError(f"{folder.path}: a {found} run, not a{'n LSR-GAN' if kind == 'gan' else ' VAE'} run")
+    w = folder.load_weights()
+    built = nets(cfg)
+    for name, net in zip(("encoder", "decoder") if kind == "vae" else ("generator", "discriminator"), built):
+        load_state(net, w.get(name), folder / "weights.pt", name)
+    return folder, cfg, [net.to(device).eval() for net in built]
+
+
+def load_vae_run(path: str | Path, device=None) -> VAERun:
+    device = resolve_device(device)
+    folder, cfg, (enc, dec) = _load(path, "vae", build_vae, device)
+    return VAERun(folder.path, cfg, enc, dec, folder.history())
+
+
+def load_gan_run(path: str | Path, device=None, vae: VAERun | None = None) -> GANRun:
+    """A finished LSR-GAN run with its VAE (the run folder it lives in, unless ``vae`` is given)."""
+    device = resolve_device(device)
+    folder, cfg, (gen, disc) = _load(path, "gan", build_gan, device)
+    vae = vae or load_vae_run(folder.path.parent, device)
+    if {**vae.config.to_dict(), "data_id": None} != {**cfg.vae.to_dict(), "data_id": None}:
+        raise LsrError(f"{folder.path}: this LSR-GAN was trained on another VAE than {vae.path}; the runs folder is "
+                       f"damaged or rearranged")
+    return GANRun(folder.path, cfg, vae, gen, disc, folder.history())
+
+
+def load_run(path: str | Path, device=None) -> VAERun | GANRun:
+    """Load a finished VAE or LSR-GAN run from its folder (any folder a kit wrote, old ones included)."""
+    path = Path(path).resolve()
+    RunDir(path).require_finished()
+    kind, _ = RunDir(path).read_config()
+    if kind == "classifier":
+        raise LsrError(f"{path}: a classifier run, not a VAE or LSR-GAN run")
+    return load_vae_run(path, device) if kind == "vae" else load_gan_run(path, device)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import threading
 
+import numpy as np
 import torch
 
 from .errors import LsrError
@@ -44,7 +45,6 @@ def device_name(device: torch.device) -> str:
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
-    import numpy as np
 
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)

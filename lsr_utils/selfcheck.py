@@ -28,7 +28,7 @@ import torch
 from .config import GANConfig, VAEConfig
 from .nn import Decoder, Discriminator, Encoder, stack_members, unstack_member
 from .pixels import uint8_to_model
-from .runtime import adam, resolve_device
+from .runtime import adam, device_name, resolve_device
 from .steps import CapturedStep, GANStep, VAEStep
 
 
@@ -185,7 +185,6 @@ def check_stacked(stage: str, device, steps: int = 50, members: int = 3, dtype=t
 
 def selfcheck(device="auto", steps: int = 50, say=print) -> int:
     """Run both comparisons on ``device``; 0 when everything agrees, 1 at the first difference."""
-    from .runtime import device_name
 
     dev = resolve_device(device)
     say(f"lsr selfcheck on {device_name(dev)}, {steps} steps each")

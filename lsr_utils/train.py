@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,72 +18,12 @@ import torch
 from .config import GANConfig, VAEConfig
 from .data import DeviceBatches, ImageData, bind_data, load_data
 from .errors import LsrError
-from .loop import Diverged, finite_weights, fit
-from .nn import Decoder, Discriminator, Encoder, build_gan, build_vae, stack_members, unstack_member
-from .runs import RunDir, config_hash, load_state, run_dir
+from .loop import Diverged, RunOptions, finite_weights, fit
+from .nn import build_gan, build_vae, stack_members, unstack_member
+from .runs import (GANRun, RunDir, VAERun, config_hash, load_gan_run, load_run, load_vae_run,  # noqa: F401
+                   require, run_dir)
 from .runtime import adam, resolve_device, set_seed
 from .steps import GAN_NAMES, VAE_NAMES, CapturedStep, GANStep, VAEStep, check_members
-
-
-@dataclass
-class RunOptions:
-    """How a run trains (never what): progress, checkpoints, logging, memory format, compile, CUDA graphs, time."""
-
-    progress: bool = True
-    checkpoint_every_s: float = 60.0
-    checkpoint_every_steps: int | None = None
-    log_every: int = 50
-    callbacks: list | None = None
-    channels_last: bool = True
-    compile: bool = False
-    graphs: bool = False            # capture each step as a CUDA graph (CUDA only; lsr_utils.steps.CapturedStep)
-    snapshot_epochs: tuple = ()     # keep the weights after these epochs (convergence figures)
-    deadline: float | None = None   # time.monotonic() after which the run checkpoints and stops
-    wait: bool = False              # wait for a run folder another process is training
-    stack: bool | None = None       # a sweep's members as one stacked network (None: on CUDA, where it pays)
-
-
-@dataclass
-class VAERun:
-    """A finished VAE: its folder, configuration, networks (eval mode) and history."""
-
-    path: Path
-    config: VAEConfig
-    encoder: Encoder
-    decoder: Decoder
-    history: dict = field(default_factory=dict)
-    reused: bool = True  # False when this call trained it
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.encoder.parameters()).device
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor):
-        """x in the model range (B, C, H, W) -> (mu, logvar)."""
-        return self.encoder.eval()(x.to(self.device))
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder.eval()(z.to(self.device))
-
-
-@dataclass
-class GANRun:
-    """A finished LSR-GAN with its VAE."""
-
-    path: Path
-    config: GANConfig
-    vae: VAERun
-    generator: Decoder
-    discriminator: Discriminator
-    history: dict = field(default_factory=dict)
-    reused: bool = True  # False when this call trained it
-
-    @torch.no_grad()
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z), model range."""
-        return self.generator.eval()(z.to(self.vae.device))
 
 
 def _groups(todo: list[int], device: torch.device, opts: RunOptions) -> list[list[int]]:
@@ -143,7 +82,7 @@ def train_lsr_gan(cfgs, data: ImageData | None = None, *, vae: VAERun | None = N
     for c in cfgs:
         found = given.get(c.vae.beta)
         if found is None:
-            found = load_vae_run(_require(RunDir(run_dir(c.vae, out)), "the VAE this LSR-GAN builds on (train it "
+            found = load_vae_run(require(RunDir(run_dir(c.vae, out)), "the VAE this LSR-GAN builds on (train it "
                                                                         "first: lsr train-vae, or train_vae)"), device)
             given[c.vae.beta] = found
         if found.config != c.vae:
@@ -263,50 +202,3 @@ def run_path(cfg, data: ImageData | None = None, *, out: str | Path = "runs", da
 def train_pair(cfg: GANConfig, data: ImageData | None = None, **kw) -> GANRun:
     """Both stages in order: the VAE of ``cfg.vae`` (trained or reused), then the LSR-GAN of ``cfg``."""
     return train_lsr_gan(cfg, data, vae=train_vae(cfg.vae, data, **kw), **kw)
-
-
-# ----------------------------------------------------------------------------- loading
-def _require(folder: RunDir, what: str = "the run") -> Path:
-    if folder.status != "finished":
-        raise LsrError(f"{folder.path}: {what} has not finished (status: {folder.status})")
-    return folder.path
-
-
-def _load(path, kind: str, nets: dict, device) -> tuple:
-    folder = RunDir(path)
-    folder.require_finished()
-    found, cfg = folder.read_config()
-    if found != kind:
-        raise LsrError(f"{folder.path}: a {found} run, not a{'n LSR-GAN' if kind == 'gan' else ' VAE'} run")
-    w = folder.load_weights()
-    built = nets(cfg)
-    for name, net in zip(("encoder", "decoder") if kind == "vae" else ("generator", "discriminator"), built):
-        load_state(net, w.get(name), folder / "weights.pt", name)
-    return folder, cfg, [net.to(device).eval() for net in built]
-
-
-def load_vae_run(path: str | Path, device=None) -> VAERun:
-    device = resolve_device(device)
-    folder, cfg, (enc, dec) = _load(path, "vae", build_vae, device)
-    return VAERun(folder.path, cfg, enc, dec, folder.history())
-
-
-def load_gan_run(path: str | Path, device=None, vae: VAERun | None = None) -> GANRun:
-    """A finished LSR-GAN run with its VAE (the run folder it lives in, unless ``vae`` is given)."""
-    device = resolve_device(device)
-    folder, cfg, (gen, disc) = _load(path, "gan", build_gan, device)
-    vae = vae or load_vae_run(folder.path.parent, device)
-    if {**vae.config.to_dict(), "data_id": None} != {**cfg.vae.to_dict(), "data_id": None}:
-        raise LsrError(f"{folder.path}: this LSR-GAN was trained on another VAE than {vae.path}; the runs folder is "
-                       f"damaged or rearranged")
-    return GANRun(folder.path, cfg, vae, gen, disc, folder.history())
-
-
-def load_run(path: str | Path, device=None) -> VAERun | GANRun:
-    """Load a finished VAE or LSR-GAN run from its folder (any folder a kit wrote, old ones included)."""
-    path = Path(path).resolve()
-    RunDir(path).require_finished()
-    kind, _ = RunDir(path).read_config()
-    if kind == "classifier":
-        raise LsrError(f"{path}: a classifier run, not a VAE or LSR-GAN run")
-    return load_vae_run(path, device) if kind == "vae" else load_gan_run(path, device)

@@ -11,8 +11,23 @@ Two layers:
   selector, image pickers (index, class, random), sliders over the top-KL
   dimensions, an interpolation slider, a "random z" button, and image panels
   that show the VAE decoder D(.) and the LSR-GAN generator G(.) side by side.
-  Problems (a run without weights, a run of another image size) are shown as
-  a message in the widget area.
+
+What a user sees is what was computed:
+
+* the sliders move in steps of :data:`SLIDER_STEP` and z's slider dimensions
+  are kept on that grid (mu(x) and random draws are rounded to it, by at most
+  half a step), so a slider shows exactly the z that was rendered, and the
+  browser never sends back a rounded value that would redraw again; a line
+  under the sliders prints the rendered values;
+* every user action redraws once;
+* switching runs hides the panels and says "loading" until the new run's
+  images are in place, so no image is ever shown under another run's label;
+* a run of the smoke profile (seconds of training) is labelled as untrained;
+* the explorer's last state is kept as a **static snapshot** (a PNG of its
+  panels, a separate output updated after every action): a notebook opened
+  without a kernel, untrusted, without saved widget state, or exported to
+  HTML and read offline still shows it. Moving anything needs a running
+  kernel.
 
 ``benchmarks/explorer_latency.py`` measures slider-to-image latency.
 """
@@ -56,6 +71,10 @@ def list_runs(out: str | Path = "runs") -> list[RunChoice]:
     from .runs import find_runs
 
     return [RunChoice(run_label(p), p) for p in find_runs(out, kind="gan")]
+
+
+SLIDER_STEP = 0.01   # latent sliders move on this grid; z's slider dimensions are kept on it
+SLIDER_RANGE = 4.0   # sliders span [-4, 4] (the prior's mass is within +-3)
 
 
 class ExplorerModel:
@@ -110,7 +129,27 @@ class ExplorerModel:
         x = uint8_to_model(self.test_x[index:index + 1]).to(self.device)
         mu, logvar = self.run.vae.encode(x)
         self.mu, self.logvar = mu[0], logvar[0]
-        self.z = self.mu.clone()
+        self.z = self.on_grid(self.mu)
+
+    def on_grid(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` with its slider dimensions rounded to the sliders' grid (and range): what the sliders can show."""
+        z = z.clone()
+        dims = self.slider_dims()
+        z[dims] = (z[dims] / SLIDER_STEP).round().mul(SLIDER_STEP).clamp(-SLIDER_RANGE, SLIDER_RANGE)
+        return z
+
+    def untrained(self) -> str | None:
+        """A warning when the run's networks have learnt next to nothing (flat grey images), else None."""
+        from .config import infer_profile
+
+        total_kl = float(self.kl.sum())
+        if infer_profile(self.run.config) == "smoke":
+            return (f"These models are untrained: a smoke-profile run (seconds of training, for tests), so their "
+                    f"images are flat and the latent carries {total_kl:.2f} nats. Train with the quick profile "
+                    f"(lsr train-gan --profile quick) to see the effect.")
+        if total_kl < 1.0:
+            return f"The latent of this run carries almost no information ({total_kl:.2f} nats): it is untrained."
+        return None
 
     # ------------------------------------------------------------------ rendering (unit range, CPU)
     @torch.no_grad()
@@ -134,20 +173,20 @@ class ExplorerModel:
         return self.ranked[:self.n_sliders].tolist()
 
     def set_latent(self, dim: int, value: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Set z[dim] = value; return (D(z), G(z))."""
-        self.z[dim] = float(value)
+        """Set z[dim] = value (on the sliders' grid); return (D(z), G(z))."""
+        self.z[dim] = round(float(value) / SLIDER_STEP) * SLIDER_STEP
         return self._both(self.z)
 
     def current(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._both(self.z)
 
     def reset_latent(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.z = self.mu.clone()
+        self.z = self.on_grid(self.mu)
         return self.current()
 
     def random_latent(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ~ N(0, I), a sample from the prior."""
-        self.z = torch.randn(self.latent_dim, generator=self.gen).to(self.device)
+        """z ~ N(0, I), a sample from the prior (its slider dimensions on the sliders' grid)."""
+        self.z = self.on_grid(torch.randn(self.latent_dim, generator=self.gen).to(self.device))
         return self.current()
 
     def set_endpoints(self, a: int, b: int) -> None:
@@ -179,12 +218,18 @@ def png_bytes(image: torch.Tensor, scale: int = 4) -> bytes:
 
 
 class LatentExplorer:
-    """ipywidgets front end over :class:`ExplorerModel`. ``display(explorer.widget)`` shows it.
+    """ipywidgets front end over :class:`ExplorerModel`. ``display(explorer)`` shows it and its snapshot.
 
     ``runs``: a folder to search for finished LSR-GAN runs, or a list of run
     folders. ``data``: an :class:`~lsr_utils.data.ImageData` (loaded from each
-    run's dataset when omitted).
+    run's dataset when omitted). Every panel carries a CSS class
+    (``lsr-input``, ``lsr-vae``, ``lsr-gan``, ``lsr-samples``, ``lsr-cur-vae``,
+    ``lsr-cur-gan``, ``lsr-interp-vae``, ``lsr-interp-gan``), so that a page can
+    be checked from the browser.
     """
+
+    PANELS = {"img_input": "lsr-input", "img_vae": "lsr-vae", "img_gan": "lsr-gan", "img_cur_vae": "lsr-cur-vae",
+              "img_cur_gan": "lsr-cur-gan", "img_interp_vae": "lsr-interp-vae", "img_interp_gan": "lsr-interp-gan"}
 
     def __init__(self, runs: str | Path | list = "runs", data=None, *, device="cpu", data_root=None,
                  n_sliders: int = 8, n_samples: int = 6, scale: int = 4, n_test: int = 1000):
@@ -199,27 +244,41 @@ class LatentExplorer:
             self.choices = [RunChoice(run_label(p), Path(p)) for p in runs]
         self.model: ExplorerModel | None = None
         self._busy = False
+        self._snapshot_handle = None
         self.message = W.HTML()
+        self.message.add_class("lsr-message")
+        self.warning = W.HTML()
+        self.warning.add_class("lsr-warning")
         layout = W.Layout(width="auto")
         self.run_select = W.Dropdown(options=[(c.label, i) for i, c in enumerate(self.choices)],
                                      description="run", layout=W.Layout(width="520px"))
+        self.run_select.add_class("lsr-run")
         self.index = W.BoundedIntText(value=0, min=0, max=0, description="image #", layout=W.Layout(width="180px"))
+        self.index.add_class("lsr-index")
         self.class_select = W.Dropdown(options=[("any class", -1)], value=-1, description="class",
                                        layout=W.Layout(width="220px"))
         self.random_image = W.Button(description="random image", layout=layout)
         self.random_z = W.Button(description="random z ~ N(0, I)", layout=layout)
+        self.random_z.add_class("lsr-random-z")
         self.reset = W.Button(description="back to mu(x)", layout=layout)
+        self.reset.add_class("lsr-reset")
         img = lambda: W.Image(format="png")  # noqa: E731
         self.img_input, self.img_vae, self.img_gan = img(), img(), img()
         self.img_cur_vae, self.img_cur_gan = img(), img()
         self.img_samples = [img() for _ in range(n_samples)]  # shown at half size, wrapping
+        for w in self.img_samples:
+            w.add_class("lsr-samples")
         self.img_interp_vae, self.img_interp_gan = img(), img()
+        for name, css in self.PANELS.items():
+            getattr(self, name).add_class(css)
         self.sliders: list = []
         self.slider_box = W.VBox()
+        self.rendered = W.HTML()  # the values of z's slider dimensions that the current images were rendered from
+        self.rendered.add_class("lsr-rendered-z")
         self.end_a = W.BoundedIntText(value=0, min=0, max=0, description="from #", layout=W.Layout(width="170px"))
         self.end_b = W.BoundedIntText(value=1, min=0, max=1, description="to #", layout=W.Layout(width="170px"))
         self.t = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="t",
-                               continuous_update=True, layout=W.Layout(width="320px"))
+                               continuous_update=False, layout=W.Layout(width="320px"))
         self.img_end_a, self.img_end_b = img(), img()
 
         def cap(widget, text):
@@ -230,43 +289,101 @@ class LatentExplorer:
                       cap(W.Box(self.img_samples, layout=W.Layout(display="flex", flex_flow="row wrap",
                                                                    max_width=f"{3 * 34 * scale}px")),
                           "LSR-GAN G(z), z ~ q(z|x)")])
-        edit = W.HBox([self.slider_box, W.VBox([W.HBox([cap(self.img_cur_vae, "VAE D(z)"),
-                                                        cap(self.img_cur_gan, "LSR-GAN G(z)")]),
-                                                self.random_z, self.reset])])
+        edit = W.HBox([W.VBox([self.slider_box, self.rendered]),
+                       W.VBox([W.HBox([cap(self.img_cur_vae, "VAE D(z)"), cap(self.img_cur_gan, "LSR-GAN G(z)")]),
+                               self.random_z, self.reset])])
         interp = W.VBox([W.HBox([self.end_a, self.end_b, self.t]),
                          W.HBox([cap(self.img_end_a, "x_a"), cap(self.img_interp_vae, "VAE D(z_t)"),
                                  cap(self.img_interp_gan, "LSR-GAN G(z_t)"), cap(self.img_end_b, "x_b")])])
-        self.widget = W.VBox([
-            self.run_select, W.HBox([self.index, self.class_select, self.random_image]), self.message, top,
-            W.HTML("<b>Latent dimensions with the largest KL</b> (sliders start at mu(x))"), edit,
-            W.HTML("<b>Interpolation</b> z_t = (1 - t) mu(x_a) + t mu(x_b)"), interp])
+        self.panels = W.VBox([top, W.HTML("<b>Latent dimensions with the largest KL</b> (sliders start at mu(x))"),
+                              edit, W.HTML("<b>Interpolation</b> z_t = (1 - t) mu(x_a) + t mu(x_b)"), interp])
+        self.widget = W.VBox([self.run_select, W.HBox([self.index, self.class_select, self.random_image]),
+                              self.message, self.warning, self.panels])
+        self.widget.add_class("lsr-explorer")
 
-        self.run_select.observe(lambda ch: self._guard(self._load_run, ch["new"]), names="value")
-        self.index.observe(lambda ch: self._guard(self._select, ch["new"]), names="value")
-        self.class_select.observe(lambda ch: self._guard(self._pick_class, ch["new"]), names="value")
-        self.random_image.on_click(lambda _: self._guard(self._random_image))
-        self.random_z.on_click(lambda _: self._guard(self._random_z))
-        self.reset.on_click(lambda _: self._guard(self._reset))
-        self.t.observe(lambda ch: self._guard(self._interp, ch["new"]), names="value")
-        self.end_a.observe(lambda ch: self._guard(self._endpoints), names="value")
-        self.end_b.observe(lambda ch: self._guard(self._endpoints), names="value")
+        self.run_select.observe(lambda ch: self._act(self._load_run, ch["new"]), names="value")
+        self.index.observe(lambda ch: self._act(self._select, ch["new"]), names="value")
+        self.class_select.observe(lambda ch: self._act(self._pick_class, ch["new"]), names="value")
+        self.random_image.on_click(lambda _: self._act(self._random_image))
+        self.random_z.on_click(lambda _: self._act(self._random_z))
+        self.reset.on_click(lambda _: self._act(self._reset))
+        self.t.observe(lambda ch: self._act(self._interp, ch["new"]), names="value")
+        self.end_a.observe(lambda ch: self._act(self._endpoints), names="value")
+        self.end_b.observe(lambda ch: self._act(self._endpoints), names="value")
         if not self.choices:
             self._error("no finished LSR-GAN runs found: train one (e.g. `lsr train-gan --profile quick`) "
                         "and create the explorer again")
         else:
-            self._guard(self._load_run, 0)
+            self._act(self._load_run, 0)
+
+    # ------------------------------------------------------------------ display
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+        self._snapshot_handle = display(self.snapshot_output(), display_id=True)
+
+    def snapshot_output(self):
+        """The explorer's current panels as one static image (the fallback a notebook keeps without a kernel)."""
+        return _SnapshotImage(self.snapshot_png(), self.snapshot_caption())
+
+    def snapshot_caption(self) -> str:
+        if self.model is None:
+            return "latent explorer: nothing to show"
+        return (f"Latent explorer, last state (static snapshot; moving it needs a running kernel): "
+                f"{self.choices[self.run_select.value].label}, image #{self.model.index}")
+
+    def snapshot_png(self) -> bytes:
+        """A PNG of the panels: input, D(mu(x)), G(mu(x)), D(z), G(z), the interpolation, with labels."""
+        from PIL import Image, ImageDraw
+
+        if self.model is None:
+            return b""
+        tiles = [("input x", self.img_input), ("VAE D(mu(x))", self.img_vae), ("LSR-GAN G(mu(x))", self.img_gan),
+                 ("VAE D(z)", self.img_cur_vae), ("LSR-GAN G(z)", self.img_cur_gan), ("x_a", self.img_end_a),
+                 ("VAE D(z_t)", self.img_interp_vae), ("LSR-GAN G(z_t)", self.img_interp_gan), ("x_b", self.img_end_b)]
+        ims = [(label, Image.open(io.BytesIO(w.value)).convert("RGB")) for label, w in tiles if w.value]
+        if not ims:
+            return b""
+        side = ims[0][1].width
+        canvas = Image.new("RGB", (len(ims) * (side + 8) + 8, side + 40), "white")
+        draw = ImageDraw.Draw(canvas)
+        for k, (label, im) in enumerate(ims):
+            x = 8 + k * (side + 8)
+            canvas.paste(im.resize((side, side)), (x, 22))
+            draw.text((x, 4), label[:22], fill="black")
+        z = ", ".join(f"z[{d}]={float(self.model.z[d]):.2f}" for d in self.model.slider_dims()[:6])
+        draw.text((8, side + 26), z[:200], fill="black")
+        buf = io.BytesIO()
+        canvas.save(buf, format="PNG", compress_level=6)
+        return buf.getvalue()
+
+    def _update_snapshot(self) -> None:
+        if self._snapshot_handle is not None:
+            self._snapshot_handle.update(self.snapshot_output())
 
     # ------------------------------------------------------------------ helpers
-    def _guard(self, fn, *args):
+    def _act(self, fn, *args):
+        """One user action: ignore the events our own updates cause, redraw once, refresh the snapshot.
+
+        Before it ends, the sliders are set to the z that was rendered: a value that
+        reached the kernel while it was busy (the browser's, from before the action)
+        never stays on a slider that does not match the images.
+        """
         if self._busy:
             return
         try:
             self._busy = True
             fn(*args)
+            if self.model is not None:
+                self._sync_sliders()
+            self._update_snapshot()
         except LsrError as e:
             self._error(str(e))
         finally:
             self._busy = False
+
+    _guard = _act  # (the benchmark and older code call it so)
 
     def _error(self, text: str) -> None:
         import html
@@ -286,9 +403,15 @@ class LatentExplorer:
 
     # ------------------------------------------------------------------ callbacks
     def _load_run(self, i: int) -> None:
+        import html
+
         from .train import load_run
 
         choice = self.choices[i]
+        # busy: the panels are hidden until the new run's images are in place (never one run's images under
+        # another run's label)
+        self.panels.layout.visibility = "hidden"
+        self.message.value = f"<div class='lsr-loading'><b>Loading</b> {html.escape(choice.label)} ...</div>"
         try:
             run = load_run(choice.path, self.device)
         except LsrError as e:
@@ -298,21 +421,28 @@ class LatentExplorer:
             self.model = ExplorerModel(run, data.test_x, data.test_y, data.classes, self.n_sliders, self.n_samples)
         else:
             self.model.set_run(run, data.test_x, data.test_y, data.classes)
-        self.message.value = ""
         m = self.model
         n = len(m.test_x)
         self.index.max = self.end_a.max = self.end_b.max = n - 1
         self.class_select.options = [("any class", -1)] + [(c, k) for k, c in enumerate(m.classes)]
         self.sliders = []
         for rank, dim in enumerate(m.slider_dims()):
-            s = self.W.FloatSlider(value=float(m.z[dim]), min=-4.0, max=4.0, step=0.05, continuous_update=True,
-                                   description=f"z[{dim}]", readout_format=".2f",
+            # continuous_update=False: the browser sends a value when the user lets go (one redraw per user action),
+            # never when the kernel moves the slider (no echo to redraw again)
+            s = self.W.FloatSlider(value=float(m.z[dim]), min=-SLIDER_RANGE, max=SLIDER_RANGE, step=SLIDER_STEP,
+                                   continuous_update=False, description=f"z[{dim}]", readout_format=".2f",
                                    layout=self.W.Layout(width="340px"))
-            s.observe(lambda ch, d=dim: self._guard(self._slide, d, ch["new"]), names="value")
+            s.observe(lambda ch, d=dim: self._act(self._slide, d, ch["new"]), names="value")
             s.tooltip = f"KL {float(m.kl[dim]):.3g} nats (rank {rank + 1})"
+            s.add_class("lsr-slider")
             self.sliders.append(s)
         self.slider_box.children = tuple(self.sliders)
         self._refresh_all()
+        warning = m.untrained()
+        self.warning.value = "" if warning is None else \
+            f"<div style='color:#8a5300'><b>Untrained models.</b> {html.escape(warning)}</div>"
+        self.message.value = ""
+        self.panels.layout.visibility = "visible"
 
     def _refresh_all(self) -> None:
         m = self.model
@@ -328,12 +458,17 @@ class LatentExplorer:
 
     def _sync_sliders(self) -> None:
         for s, dim in zip(self.sliders, self.model.slider_dims()):
-            s.value = float(max(min(self.model.z[dim], 4.0), -4.0))
+            value = float(self.model.z[dim])  # on the slider grid already: the browser keeps it as it is
+            if s.value != value:
+                s.value = value
 
     def _show_current(self) -> None:
         vae, gan = self.model.current()
         self._show(self.img_cur_vae, vae)
         self._show(self.img_cur_gan, gan)
+        self.rendered.value = "<span style='font-size:11px'>rendered from " + ", ".join(
+            f"<span class='lsr-z' data-dim='{d}'>z[{d}]={float(self.model.z[d]):.2f}</span>"
+            for d in self.model.slider_dims()) + "</span>"
 
     def _select(self, index: int) -> None:
         self.model.select(index)
@@ -351,9 +486,10 @@ class LatentExplorer:
         self._select(idx)
 
     def _slide(self, dim: int, value: float) -> None:
-        vae, gan = self.model.set_latent(dim, value)
-        self._show(self.img_cur_vae, vae)
-        self._show(self.img_cur_gan, gan)
+        if abs(float(self.model.z[dim]) - value) < SLIDER_STEP / 10:  # the same grid point: nothing to redraw
+            return
+        self.model.set_latent(dim, value)
+        self._show_current()
 
     def _random_z(self) -> None:
         self.model.random_latent()
@@ -376,3 +512,18 @@ class LatentExplorer:
         vae, gan = self.model.interpolate(t)
         self._show(self.img_interp_vae, vae)
         self._show(self.img_interp_gan, gan)
+
+
+class _SnapshotImage:
+    """A PNG with a plain-text caption: the explorer's static snapshot as a notebook output."""
+
+    def __init__(self, png: bytes, caption: str):
+        self.png, self.caption = png, caption
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        import base64
+
+        if not self.png:
+            return {"text/plain": self.caption}
+        return {"image/png": base64.b64encode(self.png).decode(), "text/plain": self.caption}, \
+            {"image/png": {"alt": self.caption}}

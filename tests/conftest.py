@@ -32,3 +32,11 @@ def tiny_shapes():
     from lsr_utils.data import load_data
 
     return load_data("shapes", n_train=96, n_test=64)
+
+
+def pytest_report_header(config):
+    """Say up front whether the real-data tests run (they are skipped, by name, where the data are absent)."""
+    if (SHARED_DATA / "cifar10-jpeg").is_dir():
+        return f"real-data tests: using {SHARED_DATA}"
+    return (f"real-data tests: SKIPPED (no real datasets at {SHARED_DATA}; set LSR_SHARED_DATA to a folder holding "
+            f"cifar10-jpeg/ and mnist/ to run them)")

@@ -13,7 +13,7 @@ def _norm(req: str) -> str:
 def test_environment_yml_matches_pyproject():
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_norm(r) for r in proj["dependencies"]}
-    for extra in ("notebooks", "dev"):
+    for extra in ("notebooks", "cluster", "dev"):
         wanted |= {_norm(r) for r in proj["optional-dependencies"][extra]}
     pip_lines = []
     in_pip = False

@@ -98,6 +98,10 @@ def test_real_cifar10_jpeg_zips(shared_data):
     assert d.classes[0] == "airplane"
     again = load_data("cifar10", root=shared_data, n_train=100)  # from the cache
     assert torch.equal(again.train_x, d.train_x[:100])
+    # the zips are sorted by class: the kit's subsets are balanced all the same
+    sub = load_data("cifar10", root=shared_data, n_train=10000, n_test=500)
+    assert torch.equal(torch.bincount(sub.train_y), torch.full((10,), 1000))
+    assert torch.equal(torch.bincount(sub.test_y), torch.full((10,), 50))
 
 
 @pytest.mark.shared_data

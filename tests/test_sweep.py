@@ -125,3 +125,29 @@ def test_claims_are_recorded_and_gathered(tmp_path, capsys):
     assert "**not reproduced**" in md and "1 of 2 claims reproduced" in md
     with pytest.raises(LsrError, match="lacks"):
         write_results(ctx, "bad", {}, claims=[{"claim": "x"}])
+
+
+def test_sweep_report_is_built_from_exactly_the_runs_it_made_or_reused(tmp_path):
+    """Each executed copy lists the records it made; the sweep's tables hold those and nothing else."""
+    import json as _json
+
+    good = {"dataset": "shapes", "profile": "smoke", "lam": 1.0, "vae_epochs": 1, "gan_epochs": 1, "n_test": 10,
+            "values": {"mse_vae": {"mean": 1.0, "sem": 0.1}}, "provenance": {"evaluated": "2026-01-01T00:00:00"}}
+    other = tmp_path / "elsewhere" / "metrics.json"  # a record of another run, present but not made by the sweep
+    other.parent.mkdir()
+    other.write_text(_json.dumps({**good, "beta": 9.0, "run": "shapes/vae-b9-e1-00000000/gan-l1-e1-00000000"}))
+    body = """
+import json, pathlib
+from lsr_utils.files import record_manifest
+rec = dict(RECORD, beta=beta, run=f"shapes/vae-b{beta:g}-e1-11111111/gan-l1-e1-22222222")
+p = pathlib.Path(OUT) / f"rec-{beta}.json"
+p.write_text(json.dumps(rec))
+record_manifest(p)
+""".replace("RECORD", repr(good)).replace("OUT", repr(str(tmp_path)))
+    nb = make_notebook(tmp_path / "point.ipynb", body)
+    res = sweep(nb, "beta", [0.5, 1.0], out=tmp_path / "sw", progress=False)
+    assert res["done"] == [0.5, 1.0] and res["report"]
+    md = (tmp_path / "sw" / "point" / "report" / "report.md").read_text()
+    assert "## shapes, smoke profile" in md
+    assert "vae-b0.5-e1-11111111" in md and "vae-b1-e1-11111111" in md
+    assert "vae-b9" not in md  # a record the sweep did not make is not in its tables

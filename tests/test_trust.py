@@ -145,10 +145,16 @@ def test_report_never_writes_outside_out(tmp_path, capsys):
 
 
 def _good_record() -> dict:
-    from pathlib import Path
-
-    records = sorted((Path(__file__).parents[1] / "results" / "records").glob("shapes_*.json"))
-    return json.loads(records[0].read_text())
+    """A well-formed evaluation record, as `lsr evaluate` writes them."""
+    stat = lambda m: {"mean": m, "sem": 0.1, "std": 1.0, "n": 100, "unit": ""}  # noqa: E731
+    keys = ("mse_vae", "mse_lsr_gan", "variance_vae", "variance_lsr_gan", "absolute_vae", "absolute_lsr_gan",
+            "relative_vae", "relative_lsr_gan", "sharpness_vae", "sharpness_lsr_gan", "classifier_raw_accuracy")
+    return {"run": "shapes/vae-b1-e6-0123abcd/gan-l1-e2-4567ef01", "dataset": "shapes", "profile": "quick",
+            "beta": 1.0, "lam": 1.0, "vae_epochs": 6, "gan_epochs": 2, "n_train": 20000, "n_test": 100,
+            "values": {k: stat(float(i)) for i, k in enumerate(keys)} | {"n_test": 100}, "scores": {},
+            "fid": {"available": False}, "collapse": {"collapsed": False, "diversity_ratio": 0.5, "threshold": 0.15},
+            "provenance": {"command": "lsr evaluate X", "evaluated": "2026-11-26T00:00:00+00:00",
+                           "environment": {"cuda_device": "cpu", "processor": "x86_64", "cpu_threads": 2}}}
 
 
 @pytest.mark.parametrize("change,why", [
@@ -470,3 +476,52 @@ def test_out_is_a_file(tmp_path, capsys):
         err = capsys.readouterr().err
         assert ("is a file" in err or "not a Jupyter notebook" in err) and "Traceback" not in err
     assert (tmp_path / "f").read_text() == "x"
+
+
+# --------------------------------------------------------------------------- real faults (run by hand: -m fault)
+def _mount_tmpfs(where, size: str, read_only: bool = False):
+    import shutil as _sh
+    import subprocess as sp
+
+    where.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size}" + (",ro" if read_only else "")
+    r = sp.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode != 0 or _sh.which("umount") is None:
+        pytest.fail(f"these fault tests mount a small tmpfs (needs root): {r.stderr.strip()}")
+    return lambda: sp.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.fault
+def test_a_really_full_disk(tmp_path, capsys):
+    """A run folder on a 3 MB file system: the checkpoint cannot be written; nothing half-written stays."""
+    disk = tmp_path / "small"
+    umount = _mount_tmpfs(disk, "3m")
+    try:
+        code, out, err = _train_vae_cli(capsys, disk)
+        assert code == 2 and "disk is full" in err and "Traceback" not in err
+        assert not [p for p in disk.rglob("*") if ".tmp" in p.name], "a temporary file was left behind"
+    finally:
+        umount()
+
+
+@pytest.mark.fault
+def test_a_really_read_only_folder(tmp_path, capsys, finished):
+    """Training into, and evaluating a run on, a read-only file system: one message each, nothing changed."""
+    import shutil as _sh
+
+    ro = tmp_path / "ro"
+    umount = _mount_tmpfs(ro, "64m")
+    try:
+        _sh.copytree(finished["out"], ro / "runs")
+        import subprocess as sp
+
+        sp.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        code, out, err = _train_vae_cli(capsys, ro / "new-runs")
+        assert code == 2 and "read-only file system" in err and "Traceback" not in err
+        gan = ro / "runs" / finished["gan"].relative_to(finished["out"])
+        clf = ro / "runs" / finished["clf"].relative_to(finished["out"])
+        code = main(["evaluate", str(gan), "--no-fid", "--no-progress", "--n-test", "300", "--classifier", str(clf)])
+        err = capsys.readouterr().err
+        assert code == 2 and "read-only" in err and "--record FILE" in err
+    finally:
+        umount()

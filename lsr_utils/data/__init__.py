@@ -41,6 +41,7 @@ from ..errors import DataMissingError, LsrError
 from . import celeba, cifar10, folders, idx, imagenet64, shapes
 from .batches import DeviceBatches  # noqa: F401  (re-exported: the training set on the device)
 from .cache import cache_dir  # noqa: F401
+from .images import ImageData, display_path  # noqa: F401  (the type every loader returns)
 
 
 @dataclass(frozen=True)
@@ -82,47 +83,6 @@ assert set(DATASETS) == set(DATASET_GEOMETRY)
 
 def dataset_names() -> tuple[str, ...]:
     return tuple(DATASETS)
-
-
-@dataclass
-class ImageData:
-    """Train and test splits of one dataset (uint8 ``(N, C, H, W)`` images, int64 labels).
-
-    ``fingerprint`` identifies the images: the source's content and the
-    selection. ``factors`` (``shapes`` only) holds the generating factors and
-    ``clean`` the texture-free test images.
-    """
-
-    name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    classes: tuple[str, ...]
-    source: str = ""
-    fingerprint: str = ""
-    factors: dict = field(default_factory=dict)
-    test_clean: torch.Tensor | None = None
-
-    @property
-    def image_size(self) -> int:
-        return int(self.train_x.shape[-1])
-
-    @property
-    def channels(self) -> int:
-        return int(self.train_x.shape[1])
-
-    def __repr__(self) -> str:
-        return (f"ImageData({self.name!r}, train={tuple(self.train_x.shape)}, test={tuple(self.test_x.shape)}, "
-                f"classes={len(self.classes)}, source={display_path(self.source)!r})")
-
-
-def display_path(text: str) -> str:
-    """``text`` with the current folder's absolute path made relative (outputs carry no machine paths)."""
-    here = str(Path.cwd().resolve())
-    out = str(text).replace(here + os.sep, "").replace(here, ".")
-    home = str(Path.home())
-    return out.replace(home + os.sep, "~/") if home not in ("/", "") else out
 
 
 # ----------------------------------------------------------------------------- subsets
@@ -168,6 +128,23 @@ def default_root() -> Path:
 
 def offline() -> bool:
     return os.environ.get("LSR_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether ``host`` answers within ``timeout`` s (always False with ``LSR_OFFLINE=1``): asked before any
+    download, so that an offline machine never starts one."""
+    if offline():
+        return False
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "mnist": "ossci-datasets.s3.amazonaws.com",
+                  "fashion-mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+                  "celeba": "drive.google.com"}
 
 
 def missing(name: str, root: Path, detail: str = "") -> DataMissingError:
@@ -252,7 +229,7 @@ def load_data(name: str = "shapes", *, root: str | Path | None = None, n_train: 
         raise LsrError(f"image_size must be 28, 32 or 64, got {image_size}")
     root = Path(root) if root is not None else default_root()
     got = _load_source(name, root, image_size, progress)
-    if got is None and download and not offline() and name in ("cifar10", "mnist", "fashion-mnist", "celeba"):
+    if got is None and download and name in DOWNLOAD_HOSTS and network_reachable(DOWNLOAD_HOSTS[name]):
         _download(name, root)
         got = _load_source(name, root, image_size, progress)
     if got is None:

@@ -24,6 +24,7 @@ def _read_batch(path: Path):
         with open(path, "rb") as f:
             # the official batches are plain dicts of bytes/arrays/lists: a restricted unpickler loads no code
             d = _NumpyOnly(f, encoding="latin1").load()
+        d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}  # Python 2 or 3 pickles
         x = np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(d["labels"], np.int64)
     except (pickle.UnpicklingError, OSError, EOFError, KeyError, ValueError, TypeError, AttributeError) as e:

@@ -32,6 +32,9 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import numpy as np
+import torch
+
+from .images import ImageData
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 FACTOR_NAMES = ("shape", "hue", "bg_hue", "bg_value", "x", "y", "scale", "rotation")
@@ -48,8 +51,10 @@ class Design:
     scale: tuple[float, float] = (0.30, 0.40)     # object radius as a fraction of the image side
     position: tuple[float, float] = (0.38, 0.62)  # object centre (x and y), fraction of the side
     bg_value: tuple[float, float] = (0.15, 0.45)  # background brightness
+    rotation: tuple[float, float] = (0.0, 2 * math.pi)  # object rotation, radians
     texture_object: float = 0.22                  # amplitude of the uniform per-pixel texture, [0, 1] scale
     texture_background: float = 0.12
+    texture_grain: int = 1                        # side of the texture's cells in pixels (1: every pixel its own)
 
 
 DESIGN = Design()
@@ -93,7 +98,7 @@ def sample_factors(n: int, rng: np.random.Generator, design: Design = DESIGN, fi
         "x": rng.uniform(*design.position, n),
         "y": rng.uniform(*design.position, n),
         "scale": rng.uniform(*design.scale, n),
-        "rotation": rng.uniform(0.0, 2 * math.pi, n),
+        "rotation": rng.uniform(*design.rotation, n),
     }
 
 
@@ -119,8 +124,11 @@ def render(factors: dict, rng: np.random.Generator | None, size: int = IMAGE_SIZ
     if rng is None:
         clean = clean.astype(np.float32)
         return clean, clean
-    tex_obj = rng.uniform(-1, 1, (n, 3, size, size)) * design.texture_object
-    tex_bg = rng.uniform(-1, 1, (n, 3, size, size)) * design.texture_background
+    g = design.texture_grain
+    cells = -(-size // g)
+    grain = lambda t: t.repeat(g, axis=2).repeat(g, axis=3)[:, :, :size, :size] if g > 1 else t  # noqa: E731
+    tex_obj = grain(rng.uniform(-1, 1, (n, 3, cells, cells))) * design.texture_object
+    tex_bg = grain(rng.uniform(-1, 1, (n, 3, cells, cells))) * design.texture_background
     textured = np.clip(clean + cover * tex_obj + (1 - cover) * tex_bg, 0.0, 1.0)
     return textured.astype(np.float32), np.clip(clean, 0, 1).astype(np.float32)
 
@@ -156,10 +164,6 @@ def fingerprint(seed: int, design: Design = DESIGN) -> str:
 
 def load(n_train: int | None, n_test: int | None, seed: int):
     """``shapes`` as :class:`~lsr_utils.data.ImageData` (20,000 / 2,000 images by default)."""
-    import torch
-
-    from . import ImageData
-
     n_train = 20000 if n_train is None else n_train
     n_test = 2000 if n_test is None else n_test
     tr = generate_shapes(n_train, seed=seed, split="train")

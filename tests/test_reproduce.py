@@ -1,0 +1,129 @@
+"""`lsr reproduce`: the plan, a smoke reproduction killed part-way and resumed, the submitit executor, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lsr_utils.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_dry_run_of_the_paper_profile_lists_the_papers_runs(capsys, tmp_path):
+    code = main(["reproduce", "--profile", "paper", "--dry-run", "--out", str(tmp_path), "--device", "cpu",
+                 "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for b in ("0.01", "0.1", "0.5", "1", "5", "10", "15", "20"):  # Table 1's betas, Table 2's lambdas
+        assert f"vae-b{b} " in out and f"gan-b{b}-l1 " in out and (b == "1" or f"gan-b1-l{b} " in out)
+    assert "2,000,000" in out and "10,000,000" in out  # 20,000 shapes x the paper's 100 (VAE) and 500 epochs
+    assert "notebook-03" in out and "report" in out and "estimated" in out
+    assert not any(tmp_path.rglob("*.pt"))  # a dry run trains nothing
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--profile", "huge"], "unknown profile 'huge'; valid profiles: smoke, quick, paper"),
+    (["--dataset", "cifar100"], "valid datasets: shapes"),
+    (["--dataset", "cifar10", "--data-root", "{tmp}/nothing"], "Put the files in one of"),
+    (["--executor", "submitit", "--cluster", "slurm"], "no SLURM here"),
+    (["--budget", "0.2"], "too short to reach a checkpoint"),
+    (["--only", "no-such-unit"], "no unit named no-such-unit"),
+])
+def test_bad_input_stops_before_anything_runs(capsys, tmp_path, argv, needle):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code = main(["reproduce", "--profile", "smoke", "--out", str(tmp_path / "out"), "--no-progress", *argv]
+                if "--profile" not in argv else ["reproduce", "--out", str(tmp_path / "out"), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.pt"))
+
+
+def test_submitit_missing_says_so(capsys, tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_submitit(name, *a, **k):
+        if name == "submitit":
+            raise ImportError("no submitit")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_submitit)
+    code = main(["reproduce", "--profile", "smoke", "--executor", "submitit", "--out", str(tmp_path)])
+    assert code == 2 and "needs the submitit package" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def _records(out: Path) -> dict:
+    recs = {}
+    for f in out.rglob("metrics.json"):
+        d = json.loads(f.read_text())
+        if "values" in d:
+            recs[(d["beta"], d["lam"], d["run"].split("/")[-2])] = d
+    return recs
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """`lsr reproduce --profile smoke`, killed during its training and run again (a real process, twice)."""
+    out = tmp_path_factory.mktemp("reproduce") / "out"
+    env = dict(os.environ, LSR_PROGRESS="0")
+    cmd = [sys.executable, "-m", "lsr_utils.cli", "reproduce", "--profile", "smoke", "--out", str(out),
+           "--device", "cpu", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(out.rglob("gan-*/weights.pt")):
+        time.sleep(0.2)  # until the first LSR-GAN has finished: the VAEs are done, more training is to come
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = list(out.rglob("weights.pt"))
+    assert first, "the reproduction was killed before it trained anything"
+    mtimes = {p: p.stat().st_mtime_ns for p in first}
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    return out, again, mtimes
+
+
+def test_smoke_reproduction_resumes_and_produces_everything(smoke):
+    out, again, mtimes = smoke
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    for p, t in mtimes.items():  # finished runs were not trained again
+        assert p.stat().st_mtime_ns == t, f"{p} was trained again"
+    res = out / "results"
+    assert (res / "report.md").is_file() and (res / "claims.md").is_file()
+    assert (res / "seed_spread_shapes_smoke.json").is_file()
+    for fig in ("figure1_shapes", "figure3_shapes", "figure4_shapes", "figure5_shapes", "figure6_shapes",
+                "samples_shapes"):
+        assert (out / "figures" / f"{fig}.png").is_file(), fig
+    for nb in ("01", "02", "03", "04", "05", "06"):
+        assert list((out / "notebooks").glob(f"{nb}_*.ipynb")), nb
+    md = (res / "report.md").read_text()
+    assert "## shapes, smoke profile" in md and "(paper:" not in md
+    recs = _records(out)
+    assert {(r[0], r[1]) for r in recs} >= {(0.1, 1.0), (1.0, 1.0), (20.0, 1.0), (1.0, 0.1), (1.0, 10.0)}
+
+
+def test_submitit_local_executor_gives_the_same_records(smoke, tmp_path):
+    pytest.importorskip("submitit")
+    out, _, _ = smoke
+    sub = tmp_path / "sub"
+    code = subprocess.run([sys.executable, "-m", "lsr_utils.cli", "reproduce", "--profile", "smoke", "--out",
+                           str(sub), "--device", "cpu", "--no-progress", "--executor", "submitit", "--cluster",
+                           "local", "--only", "evaluate-b1-l1"], capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, LSR_PROGRESS="0"))
+    assert code.returncode == 0, code.stdout[-3000:] + code.stderr[-3000:]
+    assert "submitted as job" in code.stdout
+    a, b = _records(out), _records(sub)
+    key = next(k for k in b if k[:2] == (1.0, 1.0))
+    ra, rb = a[key], b[key]
+    assert ra["run"] == rb["run"]  # the same run folder names: the same configurations and data
+    for k, v in ra["values"].items():
+        if isinstance(v, dict) and "mean" in v:
+            assert rb["values"][k]["mean"] == pytest.approx(v["mean"], rel=1e-3, abs=1e-4), k
