@@ -34,11 +34,13 @@ from .train import train_lsr_gan, train_vae
 WHY = ("Objects fill about 60-80 % of the image side (radius 0.30-0.40 of it) so that the four shapes differ in "
        "many pixels: within the demo's few thousand steps the VAE's latent then keeps which shape the object is, "
        "as the paper says a latent keeps compressible content (with the first design, objects of radius 0.18-0.32, "
-       "4 epochs left every shape a round blob). The per-pixel texture (amplitude 0.22 on the object, 0.12 on the "
-       "background) is incompressible detail the latent drops and the LSR-GAN has to imagine. The schedule "
-       "(20,000 images; 6 VAE + 2 LSR-GAN epochs, 3,750 + 1,250 steps at batch 32) in bf16 arithmetic fits the "
-       "demo in under 10 minutes on a 2-core CPU; bf16 changes the metrics less than retraining with another seed "
-       "does (benchmarks/RESULTS.md). Networks, losses, batch size and optimiser are the paper's.")
+       "4 epochs left every shape a round blob). The object carries a per-pixel texture (amplitude 0.22), "
+       "incompressible detail the latent drops and the LSR-GAN has to imagine; the background is flat (with a "
+       "textured background as well, amplitude 0.12, the VAE needed a sixth epoch to keep the shape as often, "
+       "which does not fit the budget). The schedule (20,000 images; 5 VAE + 2 LSR-GAN epochs, 3,125 + 1,250 "
+       "steps at batch 32) in bf16 arithmetic fits the demo in under 10 minutes on a 2-core CPU; bf16 changes "
+       "the metrics less than retraining with another seed does (benchmarks/RESULTS.md). Networks, losses, "
+       "batch size and optimiser are the paper's.")
 
 # The paper's effect on `shapes`, as checks on the record (README: What `lsr demo` shows).
 CHECKS = (

@@ -226,6 +226,7 @@ def test_committed_explorer_shows_its_last_state_untrusted_and_offline(browser, 
              if "image/png" in o.get("data", {}) and "Latent explorer, last state" in
              "".join(o["data"].get("text/plain", ""))]
     assert snaps, "the committed 07 holds no snapshot of the explorer (run it in the quick profile and commit it)"
+    src = "data:image/png;base64," + "".join(snaps[-1]["data"]["image/png"]).replace("\n", "")
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(committed, work / committed.name)
@@ -233,7 +234,7 @@ def test_committed_explorer_shows_its_last_state_untrusted_and_offline(browser, 
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         lab.open(page, committed.name)  # a fresh server: the notebook is not trusted
-        img = page.locator("img[alt^='Latent explorer, last state']")
+        img = page.locator(f"img[src^='{src[:200]}']")  # JupyterLab draws a PNG output as <img src="data:...">
         img.first.wait_for(timeout=30_000)
         assert page.evaluate("(i) => i.naturalWidth > 100 && i.offsetHeight > 20", img.first.element_handle())
     finally:
@@ -246,6 +247,6 @@ def test_committed_explorer_shows_its_last_state_untrusted_and_offline(browser, 
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
                else route.abort())
     page.goto(html.as_uri())
-    imgs = page.locator("img[alt^='Latent explorer, last state']")
+    imgs = page.locator(f"img[src^='{src[:200]}']")
     assert imgs.count() >= 1, "the exported page has no snapshot of the explorer"
     assert page.evaluate("(i) => i.naturalWidth > 100", imgs.first.element_handle())

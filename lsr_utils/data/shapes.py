@@ -47,13 +47,13 @@ _SPLIT_CODE = {"train": 0, "test": 1}
 class Design:
     """The ranges of the compressible factors and the strength of the incompressible texture."""
 
-    version: int = 2
+    version: int = 3
     scale: tuple[float, float] = (0.30, 0.40)     # object radius as a fraction of the image side
     position: tuple[float, float] = (0.38, 0.62)  # object centre (x and y), fraction of the side
     bg_value: tuple[float, float] = (0.15, 0.45)  # background brightness
     rotation: tuple[float, float] = (0.0, 2 * math.pi)  # object rotation, radians
     texture_object: float = 0.22                  # amplitude of the uniform per-pixel texture, [0, 1] scale
-    texture_background: float = 0.12
+    texture_background: float = 0.0               # a flat background: the texture to imagine is the object's
     texture_grain: int = 1                        # side of the texture's cells in pixels (1: every pixel its own)
 
 
