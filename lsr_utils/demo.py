@@ -25,7 +25,7 @@ from .classifier import classifier_config, train_classifier
 from .config import check_profile, default_profile, make_config, profile_sizes
 from .data import load_data
 from .data.shapes import DESIGN
-from .evaluate import evaluate, render
+from .evaluate import SMOKE_VARIANCE, evaluate, render
 from .files import atomic_write_json
 from .plotting import close, image_rows
 from .runtime import device_name, resolve_device
@@ -70,7 +70,8 @@ def run_demo(*, profile: str | None = None, out: str | Path = "runs", figures: s
     vae = train_vae(cfg.vae, data, **kw)
     gan = train_lsr_gan(cfg, data, vae=vae, **kw)
     clf = train_classifier(classifier_config("shapes", profile), out=out, device=device, progress=progress)
-    rec = evaluate(gan, data.test_x, data.test_y, clf, clean=data.test_clean, n_variance=min(200, len(data.test_x)),
+    n_variance = min(SMOKE_VARIANCE if profile == "smoke" else 200, len(data.test_x))  # K renderings of each
+    rec = evaluate(gan, data.test_x, data.test_y, clf, clean=data.test_clean, n_variance=n_variance,
                    progress=progress, command=command or "lsr demo", profile=profile,
                    settings={"n_test": len(data.test_x), "demo": True})
 

@@ -198,6 +198,11 @@ def hash_images(x: torch.Tensor) -> str:
     return hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest()[:12]
 
 
+# The smoke profile proves the plumbing: its sample variance is measured over this many inputs (K renderings each
+# is most of a smoke evaluation's time on a CPU); every other profile uses up to 1,000 (the Stat records its n).
+SMOKE_VARIANCE = 64
+
+
 def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifier_profile: str | None = None,
                  fid_weights=None, use_fid: bool = False, n_test: int | None = None, k: int = 10,
                  n_variance: int | None = None, out_root=None, record: str | Path | None = None,
@@ -257,8 +262,9 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     if classifier.config.dataset != cfg.vae.dataset:
         raise LsrError(f"the classifier was trained on {classifier.config.dataset!r} but this run is on "
                        f"{cfg.vae.dataset!r}; use a classifier of the same dataset")
+    n_variance = n_variance or min(len(data.test_x), SMOKE_VARIANCE if profile == "smoke" else 1000)
     rec = evaluate(run, data.test_x, data.test_y, classifier, clean=data.test_clean, k=k,
-                   n_variance=n_variance or min(len(data.test_x), 1000), fid_weights=fid_weights, use_fid=use_fid,
+                   n_variance=n_variance, fid_weights=fid_weights, use_fid=use_fid,
                    device=device, progress=progress, command=command, profile=profile, settings=settings)
     atomic_write_json(target, rec)
     record_manifest(target)

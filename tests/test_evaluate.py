@@ -39,7 +39,8 @@ def test_classifier_learns_shapes_and_is_cached(tmp_path):
 
 def test_evaluate_run_writes_all_metrics(trained):
     out, gan, clf = trained
-    rec = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="test", n_test=300, k=4)
+    rec = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="test",
+                       n_test=300, k=4, n_variance=64)
     saved = json.loads((gan.path / "metrics.json").read_text())
     assert saved["values"].keys() == rec["values"].keys()
     v = rec["values"]
@@ -51,12 +52,15 @@ def test_evaluate_run_writes_all_metrics(trained):
     assert rec["scores"]["kit_cfd_test_vae"] >= 0 and rec["fid"] == {"available": False}
     assert rec["provenance"]["command"] == "test"
     # same settings, weights unchanged: the record is reused, not measured again
-    again = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="other", n_test=300, k=4)
+    again = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="other",
+                         n_test=300, k=4, n_variance=64)
     assert again["provenance"] == rec["provenance"]
     # other settings, or reuse=False: measured again
-    fresh = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="k3", n_test=300, k=3)
+    fresh = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="k3",
+                         n_test=300, k=3, n_variance=64)
     assert fresh["provenance"]["command"] == "k3"
-    forced = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="forced", n_test=300, k=3,
+    forced = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="forced",
+                          n_test=300, k=3, n_variance=64,
                           reuse=False)
     assert forced["provenance"]["command"] == "forced"
 
@@ -86,7 +90,8 @@ def test_collapse_check():
 
 def test_report_layout_and_provenance(trained, tmp_path):
     out, gan, clf = trained
-    evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="lsr evaluate X", n_test=300, k=4)
+    evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="lsr evaluate X",
+                 n_test=300, k=4, n_variance=64)
     files = write_report(out, tmp_path / "res", command="lsr report")
     names = {f.name for f in files}
     assert {"report.md", "table1_shapes_custom.csv", "table2_shapes_custom.csv", "section_shapes_custom.csv"} <= names
