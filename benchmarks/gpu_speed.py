@@ -35,27 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PAPER_IMAGES, VAE_EPOCHS, GAN_EPOCHS = 50_000, 100, 500
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from benchmarks.train_speed import baseline, sync  # noqa: E402  (the reference step, timed as train_speed does)
 
 
 def reference_rate(stage, device, steps, warmup, images_hwc):
-    from benchmarks.reference import ReferenceGANStep, ReferenceVAEStep, reference_loader
-    from lsr_utils.nn import Decoder, Discriminator, Encoder
-
-    torch.manual_seed(13)
-    step = ReferenceVAEStep(Encoder().to(device), Decoder().to(device)) if stage == "vae" else \
-        ReferenceGANStep(Encoder().to(device), Decoder().to(device), Discriminator().to(device))
-    it = iter(reference_loader(images_hwc, 32))
-    for i in range(steps + warmup):
-        if i == warmup:
-            sync(device)
-            t0 = time.perf_counter()
-        data, _ = next(it)
-        step(data.to(device))
-    sync(device)
-    return steps * 32 / (time.perf_counter() - t0)
+    """Images per second of the reference implementation's step (``benchmarks/reference.py``) at batch 32."""
+    return baseline(stage, images_hwc, steps, warmup, device)
 
 
 def kit_step(stage, device, members: int, captured: bool):
