@@ -13,3 +13,8 @@ class LsrError(Exception):
 
 class DataMissingError(LsrError):
     """A dataset is not on disk and cannot be downloaded here."""
+
+
+class Interrupted(LsrError):
+    """Ctrl-C during training: progress is saved and the same command resumes. Stops everything around it (a
+    reproduction or a sweep does not go on to its next unit)."""

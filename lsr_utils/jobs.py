@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import LsrError
+from .errors import Interrupted, LsrError
 from .loop import OutOfTime
 
 
@@ -60,6 +60,8 @@ def call(fn: Callable[..., dict], *args) -> dict:
         out = fn(*args)
     except OutOfTime as e:
         return {"status": "out_of_time", "message": str(e)}
+    except Interrupted:
+        raise  # Ctrl-C stops the whole plan, not only this unit
     except LsrError as e:
         return {"status": "error", "message": str(e)}
     return out if isinstance(out, dict) else {"status": "done", "value": out}

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 from . import __version__
-from .errors import LsrError
+from .errors import Interrupted, LsrError
 from .files import atomic_torch_save
 from .progress import progress_bar
 from .runs import RunDir, load_state
@@ -193,8 +193,8 @@ def fit(folder: RunDir, *, kind: str, epochs: int, seed: int, models: dict, opti
                                     f"{folder / 'checkpoint.pt'}")
     except KeyboardInterrupt:
         bar.close()
-        raise LsrError(f"interrupted; progress is saved in {folder / 'checkpoint.pt'}. Run the same command again "
-                       f"to resume.") from None
+        raise Interrupted(f"interrupted; progress is saved in {folder / 'checkpoint.pt'}. Run the same command "
+                          f"again to resume.") from None
     finally:
         bar.close()
     history["seconds"] = seconds0 + time.monotonic() - t0

@@ -127,3 +127,27 @@ def test_submitit_local_executor_gives_the_same_records(smoke, tmp_path):
     for k, v in ra["values"].items():
         if isinstance(v, dict) and "mean" in v:
             assert rb["values"][k]["mean"] == pytest.approx(v["mean"], rel=1e-3, abs=1e-4), k
+
+
+def _interrupted():
+    from lsr_utils.errors import Interrupted
+    raise Interrupted("interrupted; progress is saved in X. Run the same command again to resume.")
+
+
+def _failing():
+    from lsr_utils.errors import LsrError
+    raise LsrError("a unit's own problem")
+
+
+def test_ctrl_c_stops_the_whole_plan_but_a_failed_unit_does_not():
+    """Ctrl-C inside one unit's training stops the reproduction (it used to go on to the next unit)."""
+    from lsr_utils.errors import Interrupted
+    from lsr_utils.jobs import LocalExecutor, Unit
+
+    ran = []
+    later = Unit("later", lambda: ran.append("later") or {"status": "done"})
+    with pytest.raises(Interrupted):
+        LocalExecutor().run([Unit("train", _interrupted), later], say=lambda s: None)
+    assert ran == []
+    out = LocalExecutor().run([Unit("train", _failing), later], say=lambda s: None)
+    assert out["train"].status == "error" and out["later"].status == "done" and ran == ["later"]
