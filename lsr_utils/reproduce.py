@@ -241,15 +241,20 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
     fid = find_weights() is not None
     units, rows = [], []
 
-    def status(cfgs) -> str:
+    def status(cfgs, left: int, steps: int) -> str:
         done = sum(RunDir(run_path(c, data, out=lay.runs)).status == "finished" for c in cfgs)
-        return "done" if done == len(cfgs) else f"{done}/{len(cfgs)} done" if done else "to do"
+        if done == len(cfgs):
+            return "done"
+        if left < steps:
+            return f"{100 * (steps - left) / steps:.0f} % done"
+        return f"{done}/{len(cfgs)} done" if done else "to do"
 
     def add(name, fn, spec, deps=(), cfgs=(), kind="train", what=""):
         steps = sum(_image_steps(c, data) for c in cfgs)
+        left = sum(_steps_left(c, data, lay.runs) for c in cfgs)
         units.append(Unit(name, fn, (spec,), tuple(deps), gpu=kind == "train"))
-        rows.append({"unit": name, "what": what, "image_steps": steps, "members": len(cfgs), "kind": kind,
-                     "status": status(cfgs) if cfgs and kind == "train" else ""})
+        rows.append({"unit": name, "what": what, "image_steps": steps, "left": left, "members": len(cfgs),
+                     "kind": kind, "status": status(cfgs, left, steps) if cfgs and kind == "train" else ""})
 
     add("classifier", classifier_unit, {**common, "dataset": dataset, "profile": profile}, kind="classifier",
         what="the classifier of the classification metrics")
@@ -332,6 +337,28 @@ def _image_steps(cfg, data) -> int:
     return n * cfg.epochs
 
 
+def _steps_left(cfg, data, runs) -> int:
+    """Image-steps still to train: none for a finished run, the rest after its checkpoint for a started one."""
+
+    total = _image_steps(cfg, data)
+    folder = RunDir(run_path(cfg, data, out=runs))
+    state = folder.status
+    if state == "finished":
+        return 0
+    if state != "running":
+        return total
+    try:
+        ck = folder.load_checkpoint("vae" if isinstance(cfg, VAEConfig) else "gan")
+    except LsrError:
+        return total  # a damaged checkpoint: the run will say so when it starts
+    if ck is None:
+        return total
+    v = cfg.vae if isinstance(cfg, GANConfig) else cfg
+    n = len(bind_data(v, data)[1].train_x)
+    done = int(ck["epoch"]) * n + int(ck["pos"]) * cfg.batch_size
+    return max(total - done, 0)
+
+
 # ----------------------------------------------------------------------------- estimate
 def measure_rates(device, stacked_members: int = 1, graphs: bool = False, steps: int = 6,
                   precision: str = "fp32") -> dict:
@@ -376,7 +403,7 @@ def estimate(p: Plan, rates: dict, dataset: str, profile: str) -> None:
     for row in p.rows:
         if row["kind"] == "train":
             kind = "vae" if row["unit"].startswith("vae") else "gan"
-            row["seconds"] = 0 if row["status"] == "done" else row["image_steps"] / rates[kind]
+            row["seconds"] = row.get("left", row["image_steps"]) / rates[kind]
         elif row["kind"] == "evaluate":
             row["seconds"] = n_test * 24 / rates["gan"] * (3 if row["unit"] == "seed-spread" else 1) / 6
         elif row["kind"] == "classifier":

@@ -151,3 +151,22 @@ def test_ctrl_c_stops_the_whole_plan_but_a_failed_unit_does_not():
     assert ran == []
     out = LocalExecutor().run([Unit("train", _failing), later], say=lambda s: None)
     assert out["train"].status == "error" and out["later"].status == "done" and ran == ["later"]
+
+
+def test_plan_counts_what_a_started_run_has_left(tmp_path):
+    """A run stopped part-way is shown with its share done, and only the rest is estimated."""
+    from lsr_utils.config import make_config
+    from lsr_utils.data import load_data
+    from lsr_utils.loop import OutOfTime
+    from lsr_utils.reproduce import _image_steps, _steps_left
+    from lsr_utils.train import train_vae
+
+    cfg = make_config("smoke").vae
+    data = load_data("shapes", n_train=cfg.n_train, n_test=16)
+    total = _image_steps(cfg, data)
+    assert _steps_left(cfg, data, tmp_path) == total  # nothing trained yet
+    with pytest.raises(OutOfTime):  # a deadline already past: one step, a checkpoint, stop
+        train_vae(cfg, data, out=tmp_path, device="cpu", progress=False, deadline=time.monotonic())
+    assert _steps_left(cfg, data, tmp_path) == total - cfg.batch_size
+    train_vae(cfg, data, out=tmp_path, device="cpu", progress=False)
+    assert _steps_left(cfg, data, tmp_path) == 0
