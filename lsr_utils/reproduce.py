@@ -39,7 +39,7 @@ from .config import (GANConfig, VAEConfig, check_dataset_name, check_profile, de
                      profile_sizes)
 from .data import bind_data, load_data
 from .errors import LsrError
-from .evaluate import evaluate_run
+from .evaluate import SMOKE_VARIANCE, evaluate_run
 from .fid import find_weights
 from .files import atomic_write_bytes, atomic_write_json, make_dir
 from .jobs import LocalExecutor, Unit, describe_failure
@@ -405,7 +405,11 @@ def estimate(p: Plan, rates: dict, dataset: str, profile: str) -> None:
             kind = "vae" if row["unit"].startswith("vae") else "gan"
             row["seconds"] = row.get("left", row["image_steps"]) / rates[kind]
         elif row["kind"] == "evaluate":
-            row["seconds"] = n_test * 24 / rates["gan"] * (3 if row["unit"] == "seed-spread" else 1) / 6
+            # mostly decoding: K = 10 renderings by both decoders of each variance input, a few passes over the
+            # test images; a decoder's forward pass runs at about 1.4x the measured GAN training rate
+            n_var = min(n_test, SMOKE_VARIANCE if profile == "smoke" else 1000)
+            one = (n_var * 10 * 2 + n_test * 6) / (1.4 * rates["gan"])
+            row["seconds"] = one * (2 if row["unit"] == "seed-spread" else 1)
         elif row["kind"] == "classifier":
             c = evaluation_classifier_config(dataset, profile)  # a classifier step costs about a quarter of a GAN's
             row["seconds"] = c.epochs * (c.n_train or 50000) / (4 * rates["gan"])
