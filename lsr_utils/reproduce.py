@@ -332,9 +332,12 @@ def _list(values) -> str:
 def _image_steps(cfg, data) -> int:
     """Images seen in training: training images x epochs (the images actually used)."""
 
+    return _images_per_epoch(cfg, data) * cfg.epochs
+
+
+def _images_per_epoch(cfg, data) -> int:
     v = cfg.vae if isinstance(cfg, GANConfig) else cfg
-    n = len(bind_data(v, data)[1].train_x) if data is not None else (v.n_train or 0)
-    return n * cfg.epochs
+    return len(bind_data(v, data)[1].train_x) if data is not None else (v.n_train or 0)
 
 
 def _steps_left(cfg, data, runs) -> int:
@@ -353,9 +356,7 @@ def _steps_left(cfg, data, runs) -> int:
         return total  # a damaged checkpoint: the run will say so when it starts
     if ck is None:
         return total
-    v = cfg.vae if isinstance(cfg, GANConfig) else cfg
-    n = len(bind_data(v, data)[1].train_x)
-    done = int(ck["epoch"]) * n + int(ck["pos"]) * cfg.batch_size
+    done = int(ck["epoch"]) * _images_per_epoch(cfg, data) + int(ck["pos"]) * cfg.batch_size
     return max(total - done, 0)
 
 
