@@ -171,19 +171,24 @@ def notebook_unit(spec: dict) -> dict:
     """Execute one notebook: in place (the project's committed outputs) or as a copy (papermill)."""
 
     if spec["in_place"]:
-        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"))
+        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"), spec["params"].get("dataset")
+                            or spec["params"]["datasets"][0])
     return run_notebook(spec["notebook"], spec["target"], spec["params"], spec.get("manifest"))
 
 
-def run_in_place(notebook: str, profile: str, manifest: str | None = None) -> dict:
-    """Execute a notebook of the project in place with its default parameters and ``$LSR_PROFILE`` (no injected cell)."""
+def run_in_place(notebook: str, profile: str, manifest: str | None = None, dataset: str = "shapes") -> dict:
+    """Execute a notebook of the project in place with its default parameters and ``$LSR_PROFILE`` (no injected cell).
+
+    ``$LSR_DATASETS`` keeps notebook 05 to ``dataset``, whose runs the plan counts (by default it would also train
+    every other dataset it finds on disk, work the plan neither lists nor times).
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     path = Path(notebook)
     nb = nbformat.read(str(path), as_version=4)
-    env = {"LSR_PROFILE": profile, **({"LSR_MANIFEST": manifest} if manifest else {})}
+    env = {"LSR_PROFILE": profile, "LSR_DATASETS": dataset, **({"LSR_MANIFEST": manifest} if manifest else {})}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     t0 = time.monotonic()
