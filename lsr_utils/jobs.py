@@ -96,8 +96,10 @@ class LocalExecutor:
                 t0 = time.monotonic()
                 say(f"[{u.name}] running")
                 res = call(u.fn, *u.args)
-                outcomes[u.name] = Outcome(u.name, res.get("status", "done"), res.get("message", ""),
-                                           seconds=time.monotonic() - t0, value=res.get("value"))
+                o = outcomes[u.name] = Outcome(u.name, res.get("status", "done"), res.get("message", ""),
+                                               seconds=time.monotonic() - t0, value=res.get("value"))
+                say(f"[{u.name}] {o.status.replace('_', ' ')} after {o.seconds:.0f} s"
+                    + (f": {o.message}" if o.message else ""))
                 if outcomes[u.name].status == "out_of_time":
                     for rest in pending:
                         outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")

@@ -26,13 +26,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import check_profile, default_profile, make_config, profile_sizes
+from .config import check_dataset_name, check_profile, default_profile, make_config, profile_sizes
 from .data import load_data
 from .errors import LsrError
 from .files import atomic_write_json, make_dir, read_json
 from .jobs import LocalExecutor, Unit
 from .report import write_report
 from .runs import environment, now
+
+
+SAMPLE_DATASETS = ("shapes", "mnist", "cifar10", "celeba", "imagenet64")  # Figures 8 and 9, and the kit's own
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -87,6 +90,18 @@ class Context:
         v = (cfg or self.config(dataset)).vae
         return load_data(v.dataset, root=self.data_root, n_train=v.n_train, n_test=self.n_test(v.dataset),
                          seed=v.data_seed)
+
+    def datasets(self, given=None) -> list[str]:
+        """The datasets a notebook over several (05) draws: ``given``, else ``$LSR_DATASETS`` (comma-separated;
+        ``lsr reproduce`` sets it to the dataset it reproduces, whose runs its plan counts), else those of the
+        paper's Figures 8-9 and ``shapes`` (each skipped with a message where it is not on disk)."""
+
+        if given is None and os.environ.get("LSR_DATASETS"):
+            given = [n.strip() for n in os.environ["LSR_DATASETS"].split(",") if n.strip()]
+        names = list(given) if given is not None else list(SAMPLE_DATASETS)
+        for n in names:
+            check_dataset_name(n)
+        return names
 
     def spread(self, dataset: str = "shapes") -> dict:
         """The run-to-run standard deviation of each metric (seeds of the beta = lambda = 1 pair), or {} if unmeasured.

@@ -171,19 +171,24 @@ def notebook_unit(spec: dict) -> dict:
     """Execute one notebook: in place (the project's committed outputs) or as a copy (papermill)."""
 
     if spec["in_place"]:
-        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"))
+        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"), spec["params"].get("dataset")
+                            or spec["params"]["datasets"][0])
     return run_notebook(spec["notebook"], spec["target"], spec["params"], spec.get("manifest"))
 
 
-def run_in_place(notebook: str, profile: str, manifest: str | None = None) -> dict:
-    """Execute a notebook of the project in place with its default parameters and ``$LSR_PROFILE`` (no injected cell)."""
+def run_in_place(notebook: str, profile: str, manifest: str | None = None, dataset: str = "shapes") -> dict:
+    """Execute a notebook of the project in place with its default parameters and ``$LSR_PROFILE`` (no injected cell).
+
+    ``$LSR_DATASETS`` keeps notebook 05 to ``dataset``, whose runs the plan counts (by default it would also train
+    every other dataset it finds on disk, work the plan neither lists nor times).
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     path = Path(notebook)
     nb = nbformat.read(str(path), as_version=4)
-    env = {"LSR_PROFILE": profile, **({"LSR_MANIFEST": manifest} if manifest else {})}
+    env = {"LSR_PROFILE": profile, "LSR_DATASETS": dataset, **({"LSR_MANIFEST": manifest} if manifest else {})}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     t0 = time.monotonic()
@@ -446,6 +451,42 @@ def _duration(sec: float) -> str:
     return f"{sec / 3600:.1f} h"
 
 
+# ----------------------------------------------------------------------------- the record of sittings
+def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | None, dev, rates: dict) -> Path:
+    """Append this sitting (each unit's status and seconds) to the reproduction's timing record.
+
+    A reproduction may span several sittings (``--budget``, Ctrl-C, a lost machine); the record keeps each
+    one, so the time the whole reproduction took is the sum of its sittings' seconds, on the hardware named.
+    A damaged record is set aside under a ``.damaged`` name rather than overwritten.
+    """
+    from .files import read_json
+
+    sittings = []
+    if path.exists():
+        try:
+            old = read_json(path)
+            sittings = list(old["sittings"]) if isinstance(old, dict) and isinstance(old.get("sittings"), list) \
+                else None
+        except LsrError:
+            sittings = None
+        if sittings is None:
+            path.replace(path.with_name(path.name + ".damaged"))
+            sittings = []
+    sittings.append({
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t_start)),
+        "seconds": round(time.time() - t_start, 1),
+        "command": command,
+        "device": device_name(dev),
+        "environment": environment(),
+        "warm_up_images_per_s": {k: round(float(v), 1) for k, v in rates.items()},
+        "units": {name: {"status": o.status, "seconds": round(o.seconds, 1)} for name, o in outcomes.items()},
+    })
+    total = sum(float(s.get("seconds", 0)) for s in sittings if isinstance(s, dict))
+    atomic_write_json(path, {"what": "the sittings of one lsr reproduce (dataset, profile) and what each took",
+                             "total_seconds": round(total, 1), "sittings": sittings})
+    return path
+
+
 # ----------------------------------------------------------------------------- the command
 def select_units(p: Plan, only: list[str] | None) -> Plan:
     """The plan cut to the units named in ``only`` and everything they depend on."""
@@ -504,6 +545,9 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
     late = [o for o in outcomes.values() if o.status == "out_of_time"]
     left = [u.name for u in p.units if u not in done]
     say(f"reproduce: {len(done)} of {len(p.units)} units done in {_duration(time.time() - t_start)}")
+    record = record_sitting(p.layout.results / f"reproduce_{dataset}_{profile}.json", outcomes, t_start,
+                            command, dev, rates)
+    say(f"this sitting's timings: {record}")
     for o in failed:
         say("  FAILED " + describe_failure(o))
     if late or (left and not failed):

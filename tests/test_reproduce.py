@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from lsr_utils.cli import main
 
@@ -106,6 +107,12 @@ def test_smoke_reproduction_resumes_and_produces_everything(smoke):
         assert list((out / "notebooks").glob(f"{nb}_*.ipynb")), nb
     md = (res / "report.md").read_text()
     assert "## shapes, smoke profile" in md and "(paper:" not in md
+    timing = json.loads((res / "reproduce_shapes_smoke.json").read_text())  # the killed sitting wrote none
+    assert len(timing["sittings"]) == 1 and timing["total_seconds"] > 0
+    units = timing["sittings"][0]["units"]
+    assert set(units) >= {"classifier", "vae-b1", "gan-b1-l1", "report"}
+    assert all(u["status"] == "done" for u in units.values())
+    assert str(out) in timing["sittings"][0]["command"]  # the command as given, with the --out it was given
     recs = _records(out)
     assert {(r[0], r[1]) for r in recs} >= {(0.1, 1.0), (1.0, 1.0), (20.0, 1.0), (1.0, 0.1), (1.0, 10.0)}
 
@@ -170,3 +177,21 @@ def test_plan_counts_what_a_started_run_has_left(tmp_path):
     assert _steps_left(cfg, data, tmp_path) == total - cfg.batch_size
     train_vae(cfg, data, out=tmp_path, device="cpu", progress=False)
     assert _steps_left(cfg, data, tmp_path) == 0
+
+
+def test_sittings_add_up_and_a_damaged_record_is_set_aside(tmp_path):
+    from lsr_utils.jobs import Outcome
+    from lsr_utils.reproduce import record_sitting
+
+    path = tmp_path / "reproduce_shapes_quick.json"
+    a = {"vae-b1": Outcome("vae-b1", "out_of_time", seconds=50.0)}
+    b = {"vae-b1": Outcome("vae-b1", "done", seconds=20.0), "report": Outcome("report", "done", seconds=1.0)}
+    record_sitting(path, a, time.time() - 60, "lsr reproduce --budget 1", torch.device("cpu"), {"vae": 250.0, "gan": 280.0})
+    record_sitting(path, b, time.time() - 30, "lsr reproduce --budget 1", torch.device("cpu"), {"vae": 250.0, "gan": 280.0})
+    rec = json.loads(path.read_text())
+    assert [s["units"]["vae-b1"]["status"] for s in rec["sittings"]] == ["out_of_time", "done"]
+    assert rec["total_seconds"] == pytest.approx(90, abs=5)
+    path.write_text("{not json")
+    record_sitting(path, b, time.time() - 10, "lsr reproduce", torch.device("cpu"), {"vae": 1.0, "gan": 1.0})
+    assert (tmp_path / "reproduce_shapes_quick.json.damaged").read_text() == "{not json"
+    assert len(json.loads(path.read_text())["sittings"]) == 1

@@ -151,3 +151,16 @@ record_manifest(p)
     assert "## shapes, smoke profile" in md
     assert "vae-b0.5-e1-11111111" in md and "vae-b1-e1-11111111" in md
     assert "vae-b9" not in md  # a record the sweep did not make is not in its tables
+
+
+def test_datasets_of_notebook_05_follow_the_reproduction(tmp_path, monkeypatch):
+    """lsr reproduce keeps 05 to its own dataset (the runs its plan counts); a user's list wins; names are checked."""
+    ctx = setup(profile="quick", root=tmp_path)
+    monkeypatch.delenv("LSR_DATASETS", raising=False)
+    assert ctx.datasets() == ["shapes", "mnist", "cifar10", "celeba", "imagenet64"]
+    monkeypatch.setenv("LSR_DATASETS", "shapes")
+    assert ctx.datasets() == ["shapes"]
+    assert ctx.datasets(["cifar10"]) == ["cifar10"]
+    monkeypatch.setenv("LSR_DATASETS", "shapes,cifar100")
+    with pytest.raises(LsrError, match="cifar100"):
+        ctx.datasets()
