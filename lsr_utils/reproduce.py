@@ -41,7 +41,7 @@ from .data import bind_data, load_data
 from .errors import LsrError
 from .evaluate import SMOKE_VARIANCE, evaluate_run
 from .fid import find_weights
-from .files import atomic_write_bytes, atomic_write_json, make_dir
+from .files import atomic_write_bytes, atomic_write_json, make_dir, read_json
 from .jobs import LocalExecutor, Unit, describe_failure
 from .nn import Decoder, Discriminator, Encoder, stack_members
 from .notebook import manifest_records, project_root, run_notebook
@@ -171,8 +171,7 @@ def notebook_unit(spec: dict) -> dict:
     """Execute one notebook: in place (the project's committed outputs) or as a copy (papermill)."""
 
     if spec["in_place"]:
-        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"), spec["params"].get("dataset")
-                            or spec["params"]["datasets"][0])
+        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"), spec["dataset"])
     return run_notebook(spec["notebook"], spec["target"], spec["params"], spec.get("manifest"))
 
 
@@ -323,6 +322,7 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
         source = lay.root / "notebooks" / f"{nb}.ipynb"
         add(f"notebook-{nb[:2]}", notebook_unit, {"notebook": str(source), "target": str(lay.notebooks / f"{nb}.ipynb"),
                                                   "params": params, "in_place": lay.in_place, "profile": profile,
+                                                  "dataset": dataset,
                                                   "manifest": str(manifest)},
             nb_deps, kind="notebook", what=f"notebooks/{nb}.ipynb" + (" (in place)" if lay.in_place else ""))
     add("report", report_unit, {"results": str(lay.results), "manifest": str(manifest), "command": command},
@@ -459,8 +459,6 @@ def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | No
     one, so the time the whole reproduction took is the sum of its sittings' seconds, on the hardware named.
     A damaged record is set aside under a ``.damaged`` name rather than overwritten.
     """
-    from .files import read_json
-
     sittings = []
     if path.exists():
         try:
