@@ -462,12 +462,10 @@ def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | No
     sittings = []
     if path.exists():
         try:
-            old = read_json(path)
-            sittings = list(old["sittings"]) if isinstance(old, dict) and isinstance(old.get("sittings"), list) \
-                else None
-        except LsrError:
+            sittings = read_json(path).get("sittings")
+        except (LsrError, AttributeError):
             sittings = None
-        if sittings is None:
+        if not isinstance(sittings, list):
             path.replace(path.with_name(path.name + ".damaged"))
             sittings = []
     sittings.append({
