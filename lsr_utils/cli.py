@@ -396,6 +396,7 @@ def _cmd_evaluate(args) -> int:
     if args.snapshots:
         from . import paper
         from .evaluate import convergence
+        from .files import atomic_write_json
         from .plotting import close, convergence_panels
 
         conv = convergence(args.run, n_test=args.n_test or 2000, data_root=args.data_root, device=args.device,
@@ -414,7 +415,12 @@ def _cmd_evaluate(args) -> int:
             print(f"epoch {r['gan_epochs_done']:4d}: MSE {v['mse_lsr_gan']['mean']:.1f}, classification "
                   f"{v['absolute_lsr_gan']['mean']:.1f} %, sharpness {v['sharpness_lsr_gan']['mean']:.3f}, variance "
                   f"{v['variance_lsr_gan']['mean']:.3g}")
-        print(f"wrote {Path(args.run) / 'convergence.json'} and {figure}.png")
+        if args.figure:  # the figure's numbers beside it, machine-readable (the run folder is not committed)
+            atomic_write_json(figure.with_suffix(".json"), conv)
+            print(f"wrote {Path(args.run) / 'convergence.json'}, {figure.with_suffix('.png')} and its numbers "
+                  f"{figure.with_suffix('.json')}")
+        else:
+            print(f"wrote {Path(args.run) / 'convergence.json'} and {figure.with_suffix('.png')}")
         return 0
     rec = evaluate_run(args.run, data_root=args.data_root, device=args.device, classifier=clf,
                        fid_weights=args.fid_weights, use_fid=not args.no_fid, n_test=args.n_test, k=args.samples,

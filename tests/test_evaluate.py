@@ -17,9 +17,9 @@ def trained(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs")
     data = load_data("shapes", n_train=256, n_test=300)
-    cfg = make_config("smoke", n_train=256, vae_epochs=1, gan_epochs=1)
+    cfg = make_config("smoke", n_train=256, vae_epochs=1, gan_epochs=2)
     vae = train_vae(cfg.vae, data, out=out, progress=False)
-    gan = train_lsr_gan(cfg, data, vae=vae, out=out, progress=False)
+    gan = train_lsr_gan(cfg, data, vae=vae, out=out, progress=False, snapshot_epochs=(1, 2))
     clf = train_classifier(classifier_config("shapes", "smoke", n_train=256, width=8), data, out=out, progress=False)
     return out, gan, clf
 
@@ -116,3 +116,34 @@ def test_report_layout_and_provenance(trained, tmp_path):
     assert len(list((tmp_path / "res" / "records").glob("*.json"))) == 1
     with pytest.raises(LsrError, match="no evaluated runs"):
         write_report(tmp_path / "empty", tmp_path / "r2")
+
+
+def test_snapshots_give_a_convergence_record_and_figure(trained, tmp_path, capsys):
+    """``lsr evaluate RUN --snapshots``: each kept epoch measured, the figure drawn, its numbers beside it."""
+    import shutil
+
+    from lsr_utils.cli import main
+
+    out, gan, clf = trained
+    figure = tmp_path / "figs" / "convergence_shapes"
+    code = main(["evaluate", str(gan.path), "--snapshots", "--figure", str(figure), "--classifier", str(clf.path),
+                 "--n-test", "64", "--no-progress"])
+    assert code == 0
+    conv = json.loads((gan.path / "convergence.json").read_text())
+    assert conv["epochs"] == [1, 2] and [r["gan_epochs_done"] for r in conv["records"]] == [1, 2]
+    assert conv["n_test"] == 64 and not conv["run"].startswith("/")
+    # the generators differ between the kept epochs, so their measurements do; the VAE's do not
+    assert len({r["values"]["mse_lsr_gan"]["mean"] for r in conv["records"]}) == 2
+    assert len({r["values"]["mse_vae"]["mean"] for r in conv["records"]}) == 1
+    assert json.loads(figure.with_suffix(".json").read_text()) == conv
+    assert figure.with_suffix(".png").stat().st_size > 0 and figure.with_suffix(".pdf").stat().st_size > 0
+    assert "epoch    2:" in capsys.readouterr().out
+    # a run without snapshots: one clear message, exit 2, nothing written
+    copy = tmp_path / "copy" / gan.path.parent.name
+    shutil.copytree(gan.path.parent, copy)
+    plain = copy / gan.path.name
+    shutil.rmtree(plain / "snapshots")
+    (plain / "convergence.json").unlink()
+    assert main(["evaluate", str(plain), "--snapshots", "--classifier", str(clf.path), "--no-progress"]) == 2
+    assert "--snapshot-epochs" in capsys.readouterr().err
+    assert not (plain / "convergence.json").exists()
