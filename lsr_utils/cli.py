@@ -404,7 +404,8 @@ def _cmd_evaluate(args) -> int:
         figure = Path(args.figure) if args.figure else Path(args.run) / "convergence"
         cfg = conv["records"][-1]
         pv = {k: paper.paper_value(paper.TABLE1, k, 1.0)[0] for k in ("mse_vae", "mse_lsr_gan", "absolute_vae",
-                                                                        "absolute_lsr_gan")}
+                                                                        "absolute_lsr_gan", "variance_vae",
+                                                                        "variance_lsr_gan")}
         pv.update({k: paper.SECTION_2_2[k][0] for k in ("sharpness_vae", "sharpness_lsr_gan")})
         with_paper = conv["dataset"] == "cifar10" and cfg["beta"] == 1 and cfg["lam"] == 1
         close(convergence_panels(conv, figure, paper_values=pv if with_paper else None,

@@ -168,8 +168,8 @@ def convergence_panels(conv: dict, path: str | Path | None = None, *, paper_valu
         for name, colour in (("lsr_gan", "tab:red"), ("vae", "tab:blue")):
             pv = (paper_values or {}).get(f"{key}_{name}")
             if pv is not None:
-                ax.axhline(pv, color=colour, ls="--", lw=1, label=f"paper, {'LSR-GAN' if name == 'lsr_gan' else 'VAE'}"
-                                                                 f" (500 / 100 epochs)")
+                ax.axhline(pv, color=colour, ls="--", lw=1,
+                           label="paper, " + ("LSR-GAN (500 epochs)" if name == "lsr_gan" else "VAE (100 epochs)"))
         ax.set_xscale("log")
         ax.set_xlabel("LSR-GAN epochs")
         ax.set_title(ptitle, fontsize=9)

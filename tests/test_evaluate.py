@@ -147,3 +147,26 @@ def test_snapshots_give_a_convergence_record_and_figure(trained, tmp_path, capsy
     assert main(["evaluate", str(plain), "--snapshots", "--classifier", str(clf.path), "--no-progress"]) == 2
     assert "--snapshot-epochs" in capsys.readouterr().err
     assert not (plain / "convergence.json").exists()
+
+
+def test_tables_show_the_reference_seed_where_a_point_has_several():
+    """The seed-spread runs (seeds 14, 15) evaluated after seed 13 must not take its place in the tables."""
+    from lsr_utils.report import build_tables, merge_records
+
+    def rec(seed, mse, when, run):
+        r = {"dataset": "shapes", "profile": "quick", "beta": 1.0, "lam": 1.0, "run": f"shapes/vae-b1/{run}",
+             "n_test": 100, "values": {"mse_vae": {"mean": mse, "sem": 0.1, "n": 100}},
+             "provenance": {"evaluated": when}}
+        return r if seed is None else dict(r, seed=seed)
+
+    recs = merge_records([rec(13, 23.6, "2026-01-01T10", "gan-a"), rec(14, 24.0, "2026-01-01T11", "gan-b"),
+                          rec(15, 24.4, "2026-01-01T12", "gan-c")])
+    t = build_tables(recs)[("shapes", "quick")]
+    row = dict((r[0], r[1:]) for r in t["table1"][1])["Mean Square Error (VAE)"]
+    assert any(c.startswith("23.6") for c in row) and not any(c.startswith("24.") for c in row)
+    # of two copies of one evaluation (the run folder's and the one kept in results/), the one naming its seed
+    merged = merge_records([rec(13, 23.6, "2026-01-01T10", "gan-a"), rec(None, 23.6, "2026-01-01T10", "gan-a")])
+    assert len(merged) == 1 and merged[0]["seed"] == 13
+    # a record whose seed is not an integer is refused, by name
+    from lsr_utils.report import record_problem
+    assert "seed" in record_problem(rec("13", 23.6, "x", "gan-a"))
