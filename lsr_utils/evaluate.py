@@ -148,8 +148,8 @@ def make_record(run: GANRun, values: dict, *, scores: dict, fid: dict, collapse:
     cfg = run.config
     return {
         "run": "/".join(Path(run.path).resolve().parts[-3:]), "dataset": cfg.vae.dataset, "profile": profile,
-        "beta": cfg.vae.beta, "lam": cfg.lam, "seed": cfg.seed, "lsr_reduction": cfg.lsr_reduction, "vae_epochs": cfg.vae.epochs,
-        "gan_epochs": cfg.epochs, "n_train": cfg.vae.n_train, "n_test": values["n_test"], "values": values,
+        "beta": cfg.vae.beta, "lam": cfg.lam, "seed": cfg.seed, "lsr_reduction": cfg.lsr_reduction,
+        "vae_epochs": cfg.vae.epochs, "gan_epochs": cfg.epochs, "n_train": cfg.vae.n_train, "n_test": values["n_test"], "values": values,
         "scores": scores, "fid": fid, "collapse": collapse, "settings": settings,
         "classifier": {"run": "/".join(Path(classifier.path).resolve().parts[-2:]), **classifier.metrics}
         if classifier is not None else None,

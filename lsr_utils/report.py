@@ -356,8 +356,8 @@ def write_report(runs: str | Path | None = "runs", out: str | Path = "results", 
             env = prov.get("environment") if isinstance(prov.get("environment"), dict) else {}
             hw = env.get("cuda_device") if env.get("cuda_device") not in (None, "cpu") else \
                 f"CPU ({env.get('processor')}, {env.get('cpu_threads')} threads)"
-            md.append(f"| `{r['run']}` | {r['beta']:g} | {r['lam']:g} | {r.get('seed', '?')} | {r.get('n_train') or 'all'} | "
-                      f"{r.get('vae_epochs', '?')}/{r.get('gan_epochs', '?')} | "
+            md.append(f"| `{r['run']}` | {r['beta']:g} | {r['lam']:g} | {r.get('seed', '?')} | "
+                      f"{r.get('n_train') or 'all'} | {r.get('vae_epochs', '?')}/{r.get('gan_epochs', '?')} | "
                       f"{r.get('n_test', '?')} | {hw} | `{prov.get('command', '?')}` | {prov.get('evaluated', '?')} |")
         md.append("")
     md += ["Environment of this report: " + json.dumps({k: v for k, v in environment().items()
