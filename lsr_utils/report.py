@@ -164,7 +164,7 @@ def load_records(runs: str | Path = "runs", warn=None) -> list[dict]:
         d = _read_json(f, warn)
         if isinstance(d, dict) and "values" in d:  # classifier runs keep a metrics.json of another kind
             if "seed" not in d:  # a record written before records named their seed: the run's config says it
-                cfg = _read_json(f.parent / "config.json", warn)
+                cfg = _read_json(f.parent / "config.json")  # unreadable: the seed stays unknown, the record is kept
                 seed = (cfg.get("config") or {}).get("seed") if isinstance(cfg, dict) else None
                 if isinstance(seed, int) and not isinstance(seed, bool):
                     d["seed"] = seed
