@@ -378,6 +378,9 @@ def _cmd_demo(args) -> int:
                    seed=args.seed, progress=not args.no_progress, fresh=args.fresh, command=_command_line())
     print(format_record(rec))
     d = rec["demo"]
+    print("what the demo shows (the paper's effect on shapes):")
+    for c in d["checks"]:
+        print(f"  [{'met' if c['passed'] else 'NOT MET'}] {c['check']}")
     print(f"demo finished in {d['total_seconds']:.0f} s on {d['hardware']}; figure {d['figure'][0]}, record "
           f"{d['results_file']}")
     if not args.figures and not args.results:

@@ -287,11 +287,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 # Per-dataset sizes that differ from the profile's (a dataset's own schedule, chosen for what it must show).
 DATASET_PROFILES: dict[tuple[str, str], dict] = {
-    # `shapes` on a laptop: enough VAE steps (3,125) for its latent to keep which shape the object is, in bf16
-    # arithmetic to fit `lsr demo` in 10 minutes on a 2-core CPU (README: what `lsr demo` shows; bf16 against fp32
-    # training noise: benchmarks/RESULTS.md)
-    ("shapes", "quick"): dict(n_train=20000, vae_epochs=5, gan_epochs=2, precision="bf16",
-                              why="minutes on a 2-core laptop CPU: 20,000 images, 5 VAE + 2 LSR-GAN epochs, bf16"),
+    # `shapes` on a laptop: enough VAE steps (1,000) for its latent to keep which shape the object is, in fp32, the
+    # arithmetic every CPU computes fast (bf16 is 2.9x faster only with bf16 instructions, and 16x *slower* without
+    # them: benchmarks/RESULTS.md), to fit `lsr demo` in 10 minutes on a 2-core CPU (README: what `lsr demo` shows)
+    ("shapes", "quick"): dict(n_train=8000, vae_epochs=4, gan_epochs=1,
+                              why="minutes on a 2-core laptop CPU: 8,000 images, 4 VAE + 1 LSR-GAN epochs, fp32"),
 }
 
 

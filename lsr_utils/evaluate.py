@@ -37,7 +37,7 @@ from .errors import LsrError
 from .fid import InceptionFID, cached_statistics, distance
 from .files import atomic_write_json, load_tensors, read_json, record_manifest
 from .losses import kl_divergence
-from .metrics import Stat, accuracy, mse, mse_per_pixel, sample_variance, sharpness
+from .metrics import Stat, accuracy, latent_spread, mse, mse_per_pixel, sample_variance, sharpness
 from .nn import reparameterize
 from .pixels import model_to_unit, uint8_to_model, uint8_to_unit
 from .progress import progress_bar
@@ -142,7 +142,7 @@ def frechet_scores(r: Renderings, extractor, key: str, prefix: str) -> dict:
 
 
 def make_record(run: GANRun, values: dict, *, scores: dict, fid: dict, collapse: dict, classifier, settings: dict,
-                command: str | None, seconds: float, profile: str) -> dict:
+                command: str | None, seconds: float, profile: str, latent: dict | None = None) -> dict:
     """The one evaluation record: what was measured, on what, with what, by which command, where."""
 
     cfg = run.config
@@ -150,7 +150,7 @@ def make_record(run: GANRun, values: dict, *, scores: dict, fid: dict, collapse:
         "run": "/".join(Path(run.path).resolve().parts[-3:]), "dataset": cfg.vae.dataset, "profile": profile,
         "beta": cfg.vae.beta, "lam": cfg.lam, "seed": cfg.seed, "lsr_reduction": cfg.lsr_reduction,
         "vae_epochs": cfg.vae.epochs, "gan_epochs": cfg.epochs, "n_train": cfg.vae.n_train, "n_test": values["n_test"], "values": values,
-        "scores": scores, "fid": fid, "collapse": collapse, "settings": settings,
+        "scores": scores, "fid": fid, "collapse": collapse, "latent": latent, "settings": settings,
         "classifier": {"run": "/".join(Path(classifier.path).resolve().parts[-2:]), **classifier.metrics}
         if classifier is not None else None,
         "provenance": {"command": command or f"lsr evaluate {run.path.name}", "evaluated": now(),
@@ -189,8 +189,10 @@ def evaluate(run: GANRun, test_x: torch.Tensor, test_y: torch.Tensor, classifier
         except LsrError as e:
             fid = {"available": False, "reason": str(e)}
     collapse = collapse_check(r.random_gan, r.input)
+    latent = latent_spread(r.mu.cpu(), r.logvar.cpu()) if n >= 2 else None
     return make_record(run, values, scores=scores, fid=fid, collapse=collapse, classifier=classifier,
-                       settings=settings or {}, command=command, seconds=time.monotonic() - t0, profile=profile)
+                       settings=settings or {}, command=command, seconds=time.monotonic() - t0, profile=profile,
+                       latent=latent)
 
 
 def hash_images(x: torch.Tensor) -> str:
@@ -380,6 +382,11 @@ def format_record(rec: dict) -> str:
              f"{rec['n_test']} test images; run {rec['run']}",
              f"  collapse check: {'MODEL COLLAPSE' if c.get('collapsed') else 'no collapse'} (diversity ratio "
              f"{c.get('diversity_ratio', float('nan')):.3f}, threshold {c.get('threshold')})"]
+    lat = rec.get("latent")
+    if isinstance(lat, dict) and isinstance(lat.get("top_eigenvalues"), list):
+        top = ", ".join(f"{v:.3g}" for v in lat["top_eigenvalues"][:4] if isinstance(v, (int, float)))
+        lines.append(f"  latent spread: covariance of mu(x), top eigenvalues {top} (the prior N(0, I) that "
+                     f"LSR-GAN trains on: 1)")
     paper_col = rec["dataset"] == "cifar10"
     vals = rec.get("values", {})
     for key, label in LABELS.items():

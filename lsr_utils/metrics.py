@@ -144,3 +144,25 @@ def accuracy(predicted: torch.Tensor, target: torch.Tensor) -> Stat:
     if predicted.shape != target.shape:
         raise LsrError(f"predictions and targets differ in shape: {tuple(predicted.shape)} vs {tuple(target.shape)}")
     return Stat.of((predicted == target).float(), "fraction correct")
+
+
+@torch.no_grad()
+def latent_spread(mu: torch.Tensor, logvar: torch.Tensor, top: int = 8) -> dict:
+    """How far the codes mu(x) of real images spread, against the prior N(0, I) that LSR-GAN trains on.
+
+    The eigenvalues of the covariance of mu(x) over the images, largest first
+    (the prior's are all 1), and the mean posterior variance exp(logvar). A
+    converged VAE's aggregated posterior matches the prior: var(mu) + sigma^2
+    is about 1 in every direction. Where the top eigenvalues are far above 1,
+    prior samples z ~ N(0, I) cover only the middle of the region where real
+    images' codes lie: LSR-GAN (trained on z ~ N(0, I)) then renders G(mu(x))
+    from codes it was hardly trained on, and D(z) looks like an average image.
+    """
+    if mu.dim() != 2 or len(mu) < 2:
+        raise LsrError(f"latent_spread needs codes of at least 2 images as (N, latent), got {tuple(mu.shape)}")
+    ev = torch.linalg.eigvalsh(torch.cov(mu.double().T)).flip(0).clamp_min(0.0)
+    return {"top_eigenvalues": [round(float(v), 4) for v in ev[:top]], "prior_eigenvalue": 1.0,
+            "largest_std_ratio": round(float(ev[0].sqrt()), 4), "total_variance": round(float(ev.sum()), 4),
+            "mean_posterior_variance": round(float(logvar.double().exp().mean()), 4), "n": len(mu),
+            "rule": "eigenvalues of the covariance of mu(x) over the test images; the prior N(0, I) has 1 in "
+                    "every direction"}

@@ -143,6 +143,8 @@ def record_problem(r) -> str | None:
     for k in ("provenance", "collapse", "scores", "fid"):
         if k in r and not isinstance(r[k], dict):
             return f"{k} is not a mapping"
+    if r.get("latent") is not None and not isinstance(r["latent"], dict):
+        return "latent is not a mapping"
     return None
 
 

@@ -58,6 +58,50 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86: the instructions oneDNN's bf16 kernels need
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags (Linux: the first ``flags``/``Features`` line of /proc/cpuinfo); None if unknown."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        return None
+    return None
+
+
+def native_bf16(device: torch.device, flags: set[str] | None = None) -> bool | None:
+    """Whether ``device`` computes bf16 in hardware: True, False, or None where it cannot be told.
+
+    On a CPU without it (x86 without avx512_bf16/amx_bf16, e.g. any AVX2-only
+    CPU) bf16 autocast is emulated and far *slower* than fp32: the kit's
+    training step measured 16x slower on a 2-core AVX2 EPYC (benchmarks/RESULTS.md).
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return None
+    flags = cpu_flags() if flags is None else flags
+    if flags is None:
+        return None
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "bf16" in flags
+    return any(f in flags for f in _BF16_CPU_FLAGS)
+
+
+def bf16_warning(device: torch.device, precision: str) -> str | None:
+    """The warning to print when bf16 is asked for on hardware that only emulates it, else None."""
+    if precision != "bf16" or native_bf16(device) is not False:
+        return None
+    return (f"warning: --precision bf16 on this {device.type.upper()} ({platform.processor() or platform.machine()}), "
+            f"which has no bf16 instructions (avx512_bf16/amx_bf16): bf16 is emulated here and about 16x slower than "
+            f"fp32. Use --precision fp32 (the default) on this machine.")
+
+
 def full_precision(t: torch.Tensor) -> torch.Tensor:
     """Losses in full precision: bf16/fp16 outputs of autocast go to fp32; fp32 and fp64 stay as they are."""
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from .loop import Diverged, RunOptions, finite_weights, fit
 from .nn import build_gan, build_vae, stack_members, unstack_member
 from .runs import (GANRun, RunDir, VAERun, config_hash, load_gan_run, load_run, load_vae_run,  # noqa: F401
                    require, run_dir)
-from .runtime import adam, resolve_device, set_seed
+from .runtime import adam, bf16_warning, resolve_device, set_seed
 from .steps import GAN_NAMES, VAE_NAMES, CapturedStep, GANStep, VAEStep, check_members
 
 
@@ -104,6 +105,9 @@ def _train(kind, cfgs, runs, sweep: Path, data, device, fresh, opts: RunOptions,
     """Train M members at once (M = 1: one run in its own folder), then write each member's run folder."""
     m, cfg = len(cfgs), cfgs[0]
     folder = runs[0] if m == 1 else RunDir(sweep)
+    warning = bf16_warning(device, cfg.precision)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     with contextlib.ExitStack() as held:
         for r in {id(x): x for x in (*runs, folder)}.values():
             held.enter_context(r.lock(wait=opts.wait))

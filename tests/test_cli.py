@@ -126,6 +126,11 @@ def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
                 "absolute_vae", "absolute_lsr_gan", "classifier_raw_accuracy"):
         assert m[key]["n"] > 0 and m[key]["mean"] >= 0
     assert len(rec["demo"]["checks"]) == 5 and rec["demo"]["schedule"]["n_train"] == 512
+    for c in rec["demo"]["checks"]:  # every check is printed with its verdict
+        assert f"[{'met' if c['passed'] else 'NOT MET'}] {c['check']}" in out
+    lat = rec["latent"]  # how far the codes of real images spread against the prior LSR-GAN trains on
+    assert len(lat["top_eigenvalues"]) == 8 and lat["top_eigenvalues"] == sorted(lat["top_eigenvalues"], reverse=True)
+    assert "latent spread: covariance of mu(x), top eigenvalues" in out
 
 
 @pytest.mark.slow

@@ -77,3 +77,24 @@ def test_sharpness_sanity_values_on_real_cifar10(shared_data):
 
     assert abs(sharpness(blur(0.6)).mean - 0.172) < 0.002
     assert abs(sharpness(blur(1.0)).mean - 0.088) < 0.002
+
+
+def test_latent_spread_against_the_prior():
+    """Codes drawn from the prior have covariance eigenvalues near 1; codes spread 3x wider along a few
+    directions (a short-trained VAE's) show those directions at about 9."""
+    from lsr_utils.metrics import latent_spread
+
+    g = torch.Generator().manual_seed(0)
+    prior = torch.randn(20000, 16, generator=g)
+    s = latent_spread(prior, torch.zeros(20000, 16))
+    assert all(0.9 < v < 1.1 for v in s["top_eigenvalues"]) and s["prior_eigenvalue"] == 1.0
+    assert math.isclose(s["mean_posterior_variance"], 1.0)
+    wide = prior.clone()
+    basis = torch.linalg.qr(torch.randn(16, 16, generator=g))[0]
+    wide = (wide * torch.tensor([3.0, 3.0] + [1.0] * 14)) @ basis.T  # two rotated directions of std 3
+    s = latent_spread(wide, torch.full((20000, 16), math.log(0.1)))
+    assert 8.0 < s["top_eigenvalues"][1] < 10.0 and s["top_eigenvalues"][2] < 1.2
+    assert math.isclose(s["largest_std_ratio"], math.sqrt(s["top_eigenvalues"][0]), rel_tol=1e-3)
+    assert math.isclose(s["mean_posterior_variance"], 0.1, rel_tol=1e-6)
+    with pytest.raises(LsrError, match="at least 2"):
+        latent_spread(torch.zeros(1, 4), torch.zeros(1, 4))

@@ -185,3 +185,24 @@ def test_cuda_without_gpu_is_refused():
     with pytest.raises(LsrError, match="no CUDA GPU"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_bf16_is_flagged_where_the_cpu_only_emulates_it(tmp_path, monkeypatch):
+    """bf16 autocast on a CPU without bf16 instructions is about 16x slower than fp32: the kit says so."""
+    from lsr_utils import runtime
+
+    cpu = torch.device("cpu")
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert runtime.cpu_flags(str(info)) == {"fpu", "sse2", "avx", "avx2", "fma"}
+    assert runtime.cpu_flags(str(tmp_path / "absent")) is None
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    assert runtime.native_bf16(cpu, {"avx2", "fma"}) is False
+    assert runtime.native_bf16(cpu, {"avx512f", "avx512_bf16"}) is True
+    assert runtime.native_bf16(cpu, {"amx_bf16"}) is True
+    monkeypatch.setattr(runtime, "cpu_flags", lambda path="/proc/cpuinfo": {"avx2"})
+    msg = runtime.bf16_warning(cpu, "bf16")
+    assert "emulated" in msg and "--precision fp32" in msg
+    assert runtime.bf16_warning(cpu, "fp32") is None
+    monkeypatch.setattr(runtime, "cpu_flags", lambda path="/proc/cpuinfo": None)  # cannot tell: no warning
+    assert runtime.bf16_warning(cpu, "bf16") is None

@@ -1,0 +1,121 @@
+"""Why a short-trained LSR-GAN loses what its latent keeps: do prior samples cover the codes of real images?
+
+    python benchmarks/latent_coverage.py RUN_DIR [--n-test 1000] [--data-root DATA] [--device cpu]
+
+RUN_DIR is a finished LSR-GAN run (``runs/<dataset>/vae-.../gan-...``). LSR-GAN
+trains its generator on z ~ N(0, I) only, and its BatchNorm layers keep the
+statistics of those batches; at test time it renders G(mu(x)) from the codes
+of real images in eval mode (the paper's evaluation, and the reference's
+``model.eval()``). If the codes mu(x) spread much wider than the prior (a VAE
+far from convergence: the eigenvalues of their covariance far above 1), the
+generator is asked about codes it was hardly trained on. This prints, on
+``--n-test`` class-balanced test images:
+
+* the top eigenvalues of the covariance of mu(x) (the prior's: 1);
+* classification of D(mu(x)) and of G(mu(x)) as the kit evaluates them (eval mode);
+* classification of G(mu(x)) with each BatchNorm normalising by the statistics of the batch of test codes
+  (batches of the training batch size), a *diagnostic only*: if this is far higher, the generator still
+  holds the object, and what loses it is the mismatch between the prior's statistics and the codes';
+* classification of G(mu(x)) after re-estimating the BatchNorm statistics over prior samples with the final
+  weights (rules out statistics that merely lag behind the weights);
+* how decided the classifier is on random samples D(z), G(z) (mean top softmax probability: 1 = a clear
+  object, 1/classes = an average of all).
+
+and then one JSON line. Nothing is written to the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import torch
+
+
+@torch.no_grad()
+def _decode_batch_stats(net: torch.nn.Module, z: torch.Tensor, batch: int) -> torch.Tensor:
+    """net(z) with every BatchNorm normalising by the batch's own statistics (on a copy: nothing changes)."""
+    twin = copy.deepcopy(net).train()
+    return torch.cat([twin(z[i:i + batch]) for i in range(0, len(z), batch) if len(z[i:i + batch]) > 1])
+
+
+@torch.no_grad()
+def _recalibrated(net: torch.nn.Module, latent: int, device, batches: int = 40, size: int = 128):
+    """A copy of net whose BatchNorm statistics are re-estimated (plain average) over prior samples."""
+    twin = copy.deepcopy(net).train()
+    for m in twin.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    g = torch.Generator(device=device).manual_seed(7)
+    for _ in range(batches):
+        twin(torch.randn(size, latent, device=device, generator=g))
+    return twin.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--n-test", type=int, default=1000)
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+
+    from lsr_utils.classifier import evaluation_classifier_config, train_classifier
+    from lsr_utils.config import infer_profile
+    from lsr_utils.data import load_data
+    from lsr_utils.metrics import accuracy, latent_spread
+    from lsr_utils.pixels import model_to_unit, uint8_to_model
+    from lsr_utils.runtime import resolve_device
+    from lsr_utils.train import GANRun, load_run
+
+    t0 = time.monotonic()
+    device = resolve_device(a.device)
+    run = load_run(a.run, device)
+    if not isinstance(run, GANRun):
+        raise SystemExit(f"{a.run}: give an LSR-GAN run (a gan-* folder)")
+    cfg = run.config
+    data = load_data(cfg.vae.dataset, root=a.data_root, n_test=a.n_test, seed=cfg.vae.data_seed, progress=False,
+                     n_train=2 if cfg.vae.dataset == "shapes" else None)
+    clf = train_classifier(evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)),
+                           out=run.path.parents[2], device=device, data_root=a.data_root, progress=False)
+    x = uint8_to_model(data.test_x.to(device))
+    mu, logvar = run.vae.encode(x)
+    with torch.no_grad():
+        spread = latent_spread(mu.cpu(), logvar.cpu())
+        gen, dec = run.generator.eval(), run.vae.decoder.eval()
+        noise = torch.Generator(device=device).manual_seed(3)
+        z = torch.randn(len(x), cfg.vae.latent_dim, device=device, generator=noise)
+        rendered = {
+            "vae D(mu(x)), eval mode": dec(mu),
+            "lsr-gan G(mu(x)), eval mode (the kit's and the paper's evaluation)": gen(mu),
+            "lsr-gan G(mu(x)), BatchNorm on the test codes' batch statistics (diagnostic)":
+                _decode_batch_stats(gen, mu, cfg.batch_size),
+            "lsr-gan G(mu(x)), BatchNorm re-estimated over prior samples": _recalibrated(
+                gen, cfg.vae.latent_dim, device)(mu),
+        }
+        out = {"run": "/".join(run.path.parts[-3:]), "n_test": len(x), "latent_spread": spread, "accuracy": {}}
+        for name, imgs in rendered.items():
+            pred = clf.predict(model_to_unit(imgs).cpu())
+            out["accuracy"][name] = round(accuracy(pred, data.test_y[:len(pred)]).mean * 100, 1)
+        out["decidedness"] = {name: round(float(torch.softmax(clf.logits(model_to_unit(net(z)).cpu()), 1)
+                                                .max(1).values.mean()), 3)
+                              for name, net in (("random D(z)", dec), ("random G(z)", gen))}
+        out["decidedness_real"] = round(float(torch.softmax(clf.logits(data.test_x.float() / 255), 1)
+                                              .max(1).values.mean()), 3)
+    out["seconds"] = round(time.monotonic() - t0, 1)
+    top = ", ".join(f"{v:.1f}" for v in spread["top_eigenvalues"])
+    print(f"{out['run']}: {len(x)} test images")
+    print(f"  covariance of mu(x), top eigenvalues: {top} (prior: 1); mean posterior variance "
+          f"{spread['mean_posterior_variance']:.3f}")
+    for name, acc in out["accuracy"].items():
+        print(f"  classified correctly, {name:78s} {acc:5.1f} %")
+    print(f"  classifier's mean top probability: real test images {out['decidedness_real']:.3f}, "
+          + ", ".join(f"{k} {v:.3f}" for k, v in out["decidedness"].items())
+          + f" (1/{clf.config.num_classes} = an average of all classes)")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
