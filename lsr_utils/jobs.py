@@ -81,13 +81,21 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, units: list[Unit], say: Callable[[str], None] = print) -> dict[str, Outcome]:
+    def run(self, units: list[Unit], say: Callable[[str], None] = print,
+            deadline: float | None = None) -> dict[str, Outcome]:
+        """``deadline`` (``time.time()``, from ``--budget``): a training unit checkpoints and stops when it passes
+        (its own deadline); any unit not yet started when it has passed is not started, so an evaluation or a
+        notebook never runs past the budget either."""
         _waves(units)
         outcomes: dict[str, Outcome] = {}
         pending = list(units)
         while pending:
             ready = [u for u in pending if all(d in outcomes for d in u.deps)]
             for u in ready:
+                if deadline is not None and time.time() > deadline:
+                    for rest in pending:
+                        outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")
+                    return outcomes
                 pending.remove(u)
                 bad = [d for d in u.deps if outcomes[d].status != "done"]
                 if bad:

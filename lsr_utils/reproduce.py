@@ -534,7 +534,7 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
     for folder in (p.layout.runs, p.layout.figures, p.layout.results, p.layout.notebooks):
         make_dir(folder)
     env = {"LSR_PROGRESS": "1" if progress else "0"}
-    kw = {"env": env} if executor.name == "submitit" else {}
+    kw = {"env": env} if executor.name == "submitit" else {"deadline": deadline}
     outcomes = executor.run(p.units, say=say, **kw)
     done = [u for u in p.units if outcomes.get(u.name) and outcomes[u.name].status == "done"]
     failed = [o for o in outcomes.values() if o.status == "error"]

@@ -160,6 +160,22 @@ def test_ctrl_c_stops_the_whole_plan_but_a_failed_unit_does_not():
     assert out["train"].status == "error" and out["later"].status == "done" and ran == ["later"]
 
 
+def test_no_unit_starts_after_the_budget_is_spent():
+    """--budget: a training unit checkpoints at the deadline, and no later unit (an evaluation, a notebook) starts
+    after it (evaluations and notebooks used to run on past the budget)."""
+    from lsr_utils.jobs import LocalExecutor, Unit
+
+    ran = []
+    first = Unit("first", lambda: ran.append("first") or time.sleep(0.3) or {"status": "done"})
+    later = Unit("later", lambda: ran.append("later") or {"status": "done"}, deps=("first",))
+    out = LocalExecutor().run([first, later], say=lambda s: None, deadline=time.time() + 0.1)
+    assert ran == ["first"] and out["first"].status == "done"
+    assert out["later"].status == "skipped" and out["later"].message == "time is up"
+    ran.clear()
+    out = LocalExecutor().run([first, later], say=lambda s: None, deadline=time.time() + 60)
+    assert ran == ["first", "later"] and out["later"].status == "done"
+
+
 def test_plan_counts_what_a_started_run_has_left(tmp_path):
     """A run stopped part-way is shown with its share done, and only the rest is estimated."""
     from lsr_utils.config import make_config
