@@ -66,7 +66,7 @@ def main() -> None:
     from lsr_utils.config import infer_profile
     from lsr_utils.data import load_data
     from lsr_utils.metrics import accuracy, latent_spread
-    from lsr_utils.pixels import model_to_unit, uint8_to_model
+    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
     from lsr_utils.runtime import resolve_device
     from lsr_utils.train import GANRun, load_run
 
@@ -102,7 +102,7 @@ def main() -> None:
         out["decidedness"] = {name: round(float(torch.softmax(clf.logits(model_to_unit(net(z)).cpu()), 1)
                                                 .max(1).values.mean()), 3)
                               for name, net in (("random D(z)", dec), ("random G(z)", gen))}
-        out["decidedness_real"] = round(float(torch.softmax(clf.logits(data.test_x.float() / 255), 1)
+        out["decidedness_real"] = round(float(torch.softmax(clf.logits(uint8_to_unit(data.test_x)), 1)
                                               .max(1).values.mean()), 3)
     out["seconds"] = round(time.monotonic() - t0, 1)
     top = ", ".join(f"{v:.1f}" for v in spread["top_eigenvalues"])
