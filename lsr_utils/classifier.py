@@ -170,6 +170,20 @@ def raw_test_accuracy(model: nn.Module, data: ImageData, device, batch_size: int
     return correct / len(data.test_x)
 
 
+def _bound(cfg: ClassifierConfig, data: ImageData | None, data_root, progress: bool):
+    if data is None:
+        data = load_data(cfg.dataset, root=data_root, seed=cfg.data_seed, progress=progress,
+                         n_train=cfg.n_train if cfg.dataset != "shapes" else (cfg.n_train or 10000))
+    return bind_data(cfg, data)
+
+
+def classifier_finished(cfg: ClassifierConfig, *, out: str | Path = "runs", data_root=None,
+                        progress: bool = False) -> bool:
+    """Whether :func:`train_classifier` would reuse a finished classifier of ``cfg`` in ``out`` (loads the data)."""
+
+    return RunDir(run_dir(_bound(cfg, None, data_root, progress)[0], out)).status == "finished"
+
+
 def train_classifier(cfg: ClassifierConfig, data: ImageData | None = None, *, out: str | Path = "runs",
                      device=None, data_root=None, progress: bool = True, fresh: bool = False,
                      checkpoint_every_s: float = 60.0, wait: bool = False, announce=None) -> ClassifierRun:
@@ -178,10 +192,7 @@ def train_classifier(cfg: ClassifierConfig, data: ImageData | None = None, *, ou
     ``announce(folder name)`` is called when it is about to train (not when reused).
     """
     device = resolve_device(device)
-    if data is None:
-        data = load_data(cfg.dataset, root=data_root, seed=cfg.data_seed, progress=progress,
-                         n_train=cfg.n_train if cfg.dataset != "shapes" else (cfg.n_train or 10000))
-    cfg, data = bind_data(cfg, data)
+    cfg, data = _bound(cfg, data, data_root, progress)
     folder = RunDir(run_dir(cfg, out))
     if folder.status == "finished" and not fresh:
         folder.check_config(cfg)

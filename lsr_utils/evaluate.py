@@ -63,9 +63,13 @@ class Renderings:
 
 @torch.no_grad()
 def render(run: GANRun, test_x: torch.Tensor, *, clean: torch.Tensor | None = None, n_random: int | None = None,
-           seed: int = RANDOM_SEED, batch_size: int = 250, progress: bool = False) -> Renderings:
-    """Encode and decode ``test_x`` (uint8) with both models, and draw ``n_random`` random samples (default: as many)."""
+           seed: int = RANDOM_SEED, batch_size: int | None = None, progress: bool = False) -> Renderings:
+    """Encode and decode ``test_x`` (uint8) with both models, and draw ``n_random`` random samples (default: as many).
+
+    ``batch_size``: images per forward pass (default: 125 on a CPU, where small batches stay in cache; 500 elsewhere).
+    """
     dev = run.vae.device
+    batch_size = batch_size or (125 if dev.type == "cpu" else 500)
     parts = {k: [] for k in ("mu", "logvar", "vae", "gan")}
     starts = range(0, len(test_x), batch_size)
     for i in progress_bar(starts, desc="rendering test images", disable=not progress, leave=False):
@@ -205,6 +209,34 @@ def hash_images(x: torch.Tensor) -> str:
 SMOKE_VARIANCE = 64
 
 
+def evaluation_settings(n_test: int, *, k: int = 10, n_variance: int | None = None, use_fid: bool = False,
+                        fid_weights=None, classifier=None, classifier_profile: str | None = None) -> dict:
+    """The settings an evaluation record stores; a record is reused only when they are the same."""
+
+    return {"n_test": n_test, "k": k, "n_variance": n_variance, "use_fid": use_fid,
+            "fid_weights": Path(fid_weights).name if fid_weights else None,
+            "classifier": Path(classifier.path).name if isinstance(classifier, ClassifierRun) else
+            classifier_profile, "lsr_version": __version__}
+
+
+def reusable_record(path, settings: dict, target=None) -> dict | None:
+    """The evaluation record of the LSR-GAN run at ``path`` if it was written with ``settings`` after the run's (and
+    its VAE's) weights; else None. ``target``: where the record is (default ``<run>/metrics.json``)."""
+
+    path = Path(path)
+    target = Path(target) if target is not None else path / "metrics.json"
+    try:
+        if not target.is_file():
+            return None
+        newest = max((path / "weights.pt").stat().st_mtime, (path.parent / "weights.pt").stat().st_mtime)
+        old = read_json(target)
+    except (OSError, LsrError):
+        return None
+    if isinstance(old, dict) and old.get("settings") == settings and target.stat().st_mtime > newest:
+        return old
+    return None
+
+
 def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifier_profile: str | None = None,
                  fid_weights=None, use_fid: bool = False, n_test: int | None = None, k: int = 10,
                  n_variance: int | None = None, out_root=None, record: str | Path | None = None,
@@ -233,21 +265,14 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     if not record and not _writable(path):
         raise LsrError(f"{path} is read-only: cannot write metrics.json there. Pass --record FILE to write the "
                        f"evaluation record elsewhere")
-    settings = {"n_test": n_test, "k": k, "n_variance": n_variance, "use_fid": use_fid,
-                "fid_weights": Path(fid_weights).name if fid_weights else None,
-                "classifier": Path(classifier.path).name if isinstance(classifier, ClassifierRun) else
-                classifier_profile, "lsr_version": __version__}
-    if reuse and target.is_file():
-        try:
-            old = read_json(target)
-        except LsrError:
-            old = {}
-        newest = max((path / "weights.pt").stat().st_mtime, (path.parent / "weights.pt").stat().st_mtime)
-        if isinstance(old, dict) and old.get("settings") == settings and target.stat().st_mtime > newest:
-            say(f"reusing the evaluation in {target.name} (same settings, newer than the weights; --fresh measures "
-                f"again)")
-            record_manifest(target)
-            return old
+    settings = evaluation_settings(n_test, k=k, n_variance=n_variance, use_fid=use_fid, fid_weights=fid_weights,
+                                   classifier=classifier, classifier_profile=classifier_profile)
+    old = reusable_record(path, settings, target) if reuse else None
+    if old is not None:
+        say(f"reusing the evaluation in {target.name} (same settings, newer than the weights; --fresh measures "
+            f"again)")
+        record_manifest(target)
+        return old
     data = load_data(cfg.vae.dataset, root=data_root, n_test=n_test, seed=cfg.vae.data_seed, progress=progress,
                      n_train=2 if cfg.vae.dataset == "shapes" else None)
     if classifier is None:  # the classifier first, so that a missing one is trained before the long work

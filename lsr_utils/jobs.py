@@ -82,10 +82,11 @@ class LocalExecutor:
     name = "local"
 
     def run(self, units: list[Unit], say: Callable[[str], None] = print,
-            deadline: float | None = None) -> dict[str, Outcome]:
+            deadline: float | None = None, on_outcome: Callable[[dict], None] | None = None) -> dict[str, Outcome]:
         """``deadline`` (``time.time()``, from ``--budget``): a training unit checkpoints and stops when it passes
         (its own deadline); any unit not yet started when it has passed is not started, so an evaluation or a
-        notebook never runs past the budget either."""
+        notebook never runs past the budget either. ``on_outcome(outcomes)``: called after each unit that ran
+        (so that a record of what is done survives a killed process)."""
         _waves(units)
         outcomes: dict[str, Outcome] = {}
         pending = list(units)
@@ -108,6 +109,8 @@ class LocalExecutor:
                                                seconds=time.monotonic() - t0, value=res.get("value"))
                 say(f"[{u.name}] {o.status.replace('_', ' ')} after {o.seconds:.0f} s"
                     + (f": {o.message}" if o.message else ""))
+                if on_outcome:
+                    on_outcome(outcomes)
                 if outcomes[u.name].status == "out_of_time":
                     for rest in pending:
                         outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")
@@ -161,8 +164,8 @@ class SubmititExecutor:
         ex.update_parameters(**params)
         return ex
 
-    def run(self, units: list[Unit], say: Callable[[str], None] = print, env: dict | None = None
-            ) -> dict[str, Outcome]:
+    def run(self, units: list[Unit], say: Callable[[str], None] = print, env: dict | None = None,
+            on_outcome: Callable[[dict], None] | None = None) -> dict[str, Outcome]:
         import torch
 
         _waves(units)
@@ -200,6 +203,8 @@ class SubmititExecutor:
                         last = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
                         outcomes[u.name] = Outcome(u.name, "error", f"job {job.job_id} failed ({last})", log,
                                                    time.monotonic() - t0)
+                    if on_outcome:
+                        on_outcome(outcomes)
         return outcomes
 
 

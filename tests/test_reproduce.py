@@ -107,14 +107,29 @@ def test_smoke_reproduction_resumes_and_produces_everything(smoke):
         assert list((out / "notebooks").glob(f"{nb}_*.ipynb")), nb
     md = (res / "report.md").read_text()
     assert "## shapes, smoke profile" in md and "(paper:" not in md
-    timing = json.loads((res / "reproduce_shapes_smoke.json").read_text())  # the killed sitting wrote none
-    assert len(timing["sittings"]) == 1 and timing["total_seconds"] > 0
-    units = timing["sittings"][0]["units"]
+    timing = json.loads((res / "reproduce_shapes_smoke.json").read_text())
+    killed, last = timing["sittings"]  # the killed sitting kept what it had finished before the kill
+    assert killed["ended"] is False and last["ended"] is True
+    assert killed["units"]["classifier"]["status"] == "done" and "report" not in killed["units"]
+    assert timing["total_seconds"] == pytest.approx(killed["seconds"] + last["seconds"], abs=0.2)
+    units = last["units"]
     assert set(units) >= {"classifier", "vae-b1", "gan-b1-l1", "report"}
     assert all(u["status"] == "done" for u in units.values())
-    assert str(out) in timing["sittings"][0]["command"]  # the command as given, with the --out it was given
+    assert str(out) in last["command"]  # the command as given, with the --out it was given
     recs = _records(out)
     assert {(r[0], r[1]) for r in recs} >= {(0.1, 1.0), (1.0, 1.0), (20.0, 1.0), (1.0, 0.1), (1.0, 10.0)}
+
+
+def test_a_finished_reproduction_plans_no_work_but_its_notebooks_and_report(smoke):
+    """The plan marks reused evaluations, the seed spread and the classifier done (0 s), not only training."""
+    from lsr_utils.reproduce import estimate, plan
+
+    out, _, _ = smoke
+    p = plan("shapes", "smoke", out=out, device="cpu", progress=False)
+    estimate(p, {"vae": 100.0, "gan": 100.0}, "shapes", "smoke")
+    rest = {r["unit"]: (r["status"], r["seconds"]) for r in p.rows if not r["unit"].startswith(("notebook", "report"))}
+    assert {"classifier", "evaluate-b1-l1", "seed-spread"} <= set(rest)
+    assert all(v == ("done", 0.0) for v in rest.values()), rest
 
 
 def test_submitit_local_executor_gives_the_same_records(smoke, tmp_path):
@@ -204,8 +219,14 @@ def test_sittings_add_up_and_a_damaged_record_is_set_aside(tmp_path):
     b = {"vae-b1": Outcome("vae-b1", "done", seconds=20.0), "report": Outcome("report", "done", seconds=1.0)}
     record_sitting(path, a, time.time() - 60, "lsr reproduce --budget 1", torch.device("cpu"), {"vae": 250.0, "gan": 280.0})
     record_sitting(path, b, time.time() - 30, "lsr reproduce --budget 1", torch.device("cpu"), {"vae": 250.0, "gan": 280.0})
+    t = time.time() - 5  # a sitting rewrites its own entry after each unit, then closes it
+    record_sitting(path, a, t, "lsr reproduce", torch.device("cpu"), {"vae": 1.0, "gan": 1.0}, ended=False)
+    record_sitting(path, b, t, "lsr reproduce", torch.device("cpu"), {"vae": 1.0, "gan": 1.0})
     rec = json.loads(path.read_text())
-    assert [s["units"]["vae-b1"]["status"] for s in rec["sittings"]] == ["out_of_time", "done"]
+    assert [s["units"]["vae-b1"]["status"] for s in rec["sittings"]] == ["out_of_time", "done", "done"]
+    assert [s["ended"] for s in rec["sittings"]] == [True, True, True]
+    assert rec["total_seconds"] == pytest.approx(95, abs=5)
+    path.write_text(json.dumps({"sittings": rec["sittings"][:2]}))
     assert rec["total_seconds"] == pytest.approx(90, abs=5)
     path.write_text("{not json")
     record_sitting(path, b, time.time() - 10, "lsr reproduce", torch.device("cpu"), {"vae": 1.0, "gan": 1.0})
