@@ -270,6 +270,11 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
         return reusable_record(run_path(c, data, out=lay.runs),
                                evaluation_settings(sizes.n_test, use_fid=use_fid)) is not None
 
+    def spread_done(cfgs) -> bool:  # the spread file, newer than the (reusable) records it was made from
+        f = spread_path(lay.results, dataset, profile)
+        return f.is_file() and all(evaluated(c) and (run_path(c, data, out=lay.runs) / "metrics.json").stat().st_mtime
+                                   <= f.stat().st_mtime for c in cfgs)
+
     ccfg = evaluation_classifier_config(dataset, profile)
     add("classifier", classifier_unit, {**common, "dataset": dataset, "profile": profile}, kind="classifier",
         what="the classifier of the classification metrics",
@@ -323,8 +328,7 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
     add("seed-spread", spread_unit, {**ecommon, "cfgs": [base.to_dict()] + [c.to_dict() for c in extra.values()],
                                      "results": str(lay.results), "dataset": dataset, "profile": profile},
         ["classifier", gan_unit[("b", 1.0)]] + [f"gan-seed{s}" for s in extra], kind="evaluate",
-        done=spread_path(lay.results, dataset, profile).is_file()
-        and all(evaluated(c) for c in [base, *extra.values()]),
+        done=spread_done([base, *extra.values()]),
         what=f"run-to-run spread of every metric over seeds {_list(seeds)}")
     nb_deps = evals + ["seed-spread"]
     for nb in NOTEBOOKS:
