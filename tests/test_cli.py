@@ -143,8 +143,8 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
 
     env = dict(os.environ, LSR_PROGRESS="0")
     args = [sys.executable, "-m", "lsr_utils.cli", "train-vae", "--profile", "smoke", "--n-train", "256",
-            "--epochs", "6", "--no-progress"]
-    cfg = make_config("smoke", n_train=256, vae_epochs=6).vae
+            "--epochs", "3", "--no-progress"]
+    cfg = make_config("smoke", n_train=256, vae_epochs=3).vae
     ref = subprocess.run(args + ["--out", str(tmp_path / "a")], capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
