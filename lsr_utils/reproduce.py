@@ -322,8 +322,7 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
         with_fid = fid and c.vae.beta == 1 and c.lam == 1
         add(name, evaluate_unit, {**ecommon, "cfg": c.to_dict(), "fid": with_fid},
             ["classifier", gan_unit[key]], kind="evaluate", done=evaluated(c, with_fid),
-            what=f"metrics of beta {c.vae.beta:g}, lambda {c.lam:g}" + (" (with FID)" if fid and c.vae.beta == 1
-                                                                         and c.lam == 1 else ""))
+            what=f"metrics of beta {c.vae.beta:g}, lambda {c.lam:g}" + (" (with FID)" if with_fid else ""))
         evals.append(name)
     add("seed-spread", spread_unit, {**ecommon, "cfgs": [base.to_dict()] + [c.to_dict() for c in extra.values()],
                                      "results": str(lay.results), "dataset": dataset, "profile": profile},
