@@ -165,7 +165,10 @@ class SubmititExecutor:
         return ex
 
     def run(self, units: list[Unit], say: Callable[[str], None] = print, env: dict | None = None,
-            on_outcome: Callable[[dict], None] | None = None) -> dict[str, Outcome]:
+            deadline: float | None = None, on_outcome: Callable[[dict], None] | None = None) -> dict[str, Outcome]:
+        """``deadline`` (``time.time()``, from ``--budget``), as for :meth:`LocalExecutor.run`: a training job
+        checkpoints and stops at it (the plan gives each unit the deadline), and no job is submitted once it has
+        passed or once a job came back out of time; the units left are marked skipped, "time is up"."""
         import torch
 
         _waves(units)
@@ -184,6 +187,11 @@ class SubmititExecutor:
                     ready.remove(u)
                     outcomes[u.name] = Outcome(u.name, "skipped", f"needs {', '.join(bad)}")
             for start in range(0, len(ready), slots):  # at most one job per GPU at a time on this machine
+                late = any(o.status == "out_of_time" for o in outcomes.values())
+                if late or (deadline is not None and time.time() > deadline):
+                    for rest in pending:
+                        outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")
+                    return outcomes
                 batch = ready[start:start + slots]
                 jobs = []
                 for k, u in enumerate(batch):

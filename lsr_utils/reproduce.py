@@ -563,9 +563,9 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
     for folder in (p.layout.runs, p.layout.figures, p.layout.results, p.layout.notebooks):
         make_dir(folder)
     env = {"LSR_PROGRESS": "1" if progress else "0"}
-    kw = {"env": env} if executor.name == "submitit" else {"deadline": deadline}
+    kw = {"env": env} if executor.name == "submitit" else {}
     record_path = p.layout.results / f"reproduce_{dataset}_{profile}.json"
-    outcomes = executor.run(p.units, say=say, **kw, on_outcome=lambda so_far: record_sitting(
+    outcomes = executor.run(p.units, say=say, deadline=deadline, **kw, on_outcome=lambda so_far: record_sitting(
         record_path, so_far, t_start, command, dev, rates, ended=False))
     done = [u for u in p.units if outcomes.get(u.name) and outcomes[u.name].status == "done"]
     failed = [o for o in outcomes.values() if o.status == "error"]

@@ -191,6 +191,22 @@ def test_no_unit_starts_after_the_budget_is_spent():
     assert ran == ["first", "later"] and out["later"].status == "done"
 
 
+def test_submitit_submits_no_job_after_the_budget_is_spent(tmp_path):
+    """--budget with --executor submitit: a job not yet submitted when the time is up is not submitted (the
+    submitit executor used to send every wave whatever the budget)."""
+    pytest.importorskip("submitit")
+    from lsr_utils.jobs import SubmititExecutor, Unit
+
+    first = Unit("first", time.sleep, (2.0,))  # a job that outlasts the budget (picklable: a library function)
+    later = Unit("later", time.sleep, (0.0,), deps=("first",))
+    ex = SubmititExecutor("local", folder=tmp_path / "jobs")
+    said = []
+    out = ex.run([first, later], say=said.append, deadline=time.time() + 1.0)
+    assert out["first"].status == "done"
+    assert out["later"].status == "skipped" and out["later"].message == "time is up"
+    assert not any("[later] submitted" in s for s in said)
+
+
 def test_plan_counts_what_a_started_run_has_left(tmp_path):
     """A run stopped part-way is shown with its share done, and only the rest is estimated."""
     from lsr_utils.config import make_config

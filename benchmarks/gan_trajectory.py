@@ -1,0 +1,160 @@
+"""Where along stage 2 does the LSR-GAN lose what its latent keeps? Its renderings G(mu(x)), step by step.
+
+    python benchmarks/gan_trajectory.py RUN_DIR [--every 50] [--steps N] [--n-test 1000]
+                                        [--vae-snapshot FILE] [--data-root DATA] [--device cpu]
+
+RUN_DIR is a finished LSR-GAN run (``runs/<dataset>/vae-.../gan-...``). Stage 2
+is trained again from its VAE exactly as ``train_lsr_gan`` trains it (the same
+seeds, weights, batches and step: :class:`lsr_utils.steps.GANStep`), and every
+``--every`` steps the generator is evaluated as the kit evaluates it (eval
+mode) on ``--n-test`` class-balanced test images:
+
+* classification of G(mu(x)) by the kit's classifier, and its sharpness
+  relative to the VAE's D(mu(x)) (the two halves of ``lsr demo``'s effect);
+* at step 0 also the VAE decoder itself with its BatchNorm statistics
+  re-estimated over prior samples z ~ N(0, I): the generator's weights at the
+  start of stage 2 with the statistics that training on prior samples gives it.
+  This separates what the statistics alone lose from what the weight updates do.
+
+With ``--steps`` equal to the run's own (the default), the last row is the run
+itself, and the script checks that its generator's weights equal the run's.
+``--vae-snapshot FILE`` (a VAE snapshot, ``runs/.../snapshots/epoch-NNNN.pt``
+from ``lsr train-vae --snapshot-epochs``) trains stage 2 over that VAE
+instead: how the trajectory changes with a longer-trained VAE. The codes'
+spread (top eigenvalues of the covariance of mu(x); the prior's are 1) is
+printed for the VAE used. Nothing is written to the run folder; one JSON line
+at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import torch
+
+
+def _prior_statistics(net: torch.nn.Module, latent: int, device, batches: int = 40, size: int = 125):
+    """A copy of ``net`` whose BatchNorm statistics are re-estimated (plain average) over prior samples."""
+    twin = copy.deepcopy(net).train()
+    for m in twin.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    g = torch.Generator(device=device).manual_seed(7)
+    with torch.no_grad():
+        for _ in range(batches):
+            twin(torch.randn(size, latent, device=device, generator=g))
+    return twin.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=None, help="stage-2 steps (default: the run's own)")
+    ap.add_argument("--n-test", type=int, default=1000)
+    ap.add_argument("--vae-snapshot", default=None)
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+
+    from lsr_utils.classifier import evaluation_classifier_config, train_classifier
+    from lsr_utils.config import infer_profile
+    from lsr_utils.data import DeviceBatches, load_data
+    from lsr_utils.metrics import accuracy, latent_spread, sharpness
+    from lsr_utils.nn import build_gan
+    from lsr_utils.pixels import model_to_unit, uint8_to_model
+    from lsr_utils.runtime import adam, resolve_device, set_seed
+    from lsr_utils.steps import GANStep
+    from lsr_utils.train import GANRun, load_run
+
+    t0 = time.monotonic()
+    device = resolve_device(a.device)
+    run = load_run(a.run, device)
+    if not isinstance(run, GANRun):
+        raise SystemExit(f"{a.run}: give an LSR-GAN run (a gan-* folder)")
+    cfg = run.config
+    vae = run.vae
+    if a.vae_snapshot:
+        snap = torch.load(a.vae_snapshot, map_location=device, weights_only=True)
+        vae.encoder.load_state_dict(snap["encoder"])
+        vae.decoder.load_state_dict(snap["decoder"])
+    data = load_data(cfg.vae.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=a.n_test,
+                     seed=cfg.vae.data_seed, progress=False)
+    clf = train_classifier(evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)),
+                           out=run.path.parents[2], device=device, data_root=a.data_root, progress=False)
+    x = uint8_to_model(data.test_x.to(device))
+    mu, logvar = vae.encode(x)
+
+    def judged(images: torch.Tensor) -> tuple[float, float]:
+        unit = model_to_unit(images).cpu()
+        return accuracy(clf.predict(unit), data.test_y[:len(unit)]).mean * 100, sharpness(unit).mean
+
+    with torch.no_grad():
+        acc_vae, sharp_vae = judged(vae.decode(mu))
+        acc_prior_bn, _ = judged(_prior_statistics(vae.decoder, cfg.vae.latent_dim, device)(mu))
+        spread = latent_spread(mu.cpu(), logvar.cpu())
+
+    # stage 2 as lsr_utils.train._train and lsr_utils.loop.fit run it (CPU/GPU alike; no stacking)
+    set_seed(cfg.seed)
+    gen, disc = build_gan(cfg)
+    gen.load_state_dict(vae.decoder.state_dict())
+    gen, disc = (n.to(device).to(memory_format=torch.channels_last) for n in (gen, disc))
+    encoder = copy.deepcopy(vae.encoder).to(device).eval().to(memory_format=torch.channels_last)
+    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    opt_g = adam(gen.parameters(), cfg.lr, cfg.adam_betas, device)
+    opt_d = adam(disc.parameters(), cfg.lr, cfg.adam_betas, device)
+    step = GANStep([cfg], encoder, gen, disc, opt_g, opt_d, noise, device)
+    batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=True)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    own = cfg.epochs * len(batches)
+    steps = own if a.steps is None else a.steps
+
+    rows = []
+
+    def record(done: int) -> None:
+        gen.eval()
+        with torch.no_grad():
+            acc, sharp = judged(gen(mu))
+        gen.train()
+        rows.append({"step": done, "lsr_gan_accuracy": round(acc, 1), "sharpness_ratio": round(sharp / sharp_vae, 2)})
+        print(f"  step {done:5d}: G(mu(x)) classified correctly {acc:5.1f} %, sharpness {sharp / sharp_vae:4.2f}x "
+              f"the VAE's", flush=True)
+
+    print(f"{'/'.join(run.path.parts[-3:])}: {len(x)} test images; VAE "
+          f"{'snapshot ' + str(snap.get('epoch')) + ' epochs' if a.vae_snapshot else 'of the run'}")
+    print(f"  covariance of mu(x), top eigenvalues: {', '.join(f'{v:.1f}' for v in spread['top_eigenvalues'])} "
+          f"(prior: 1); mean posterior variance {spread['mean_posterior_variance']:.3f}")
+    print(f"  VAE D(mu(x)): classified correctly {acc_vae:.1f} %; the same decoder with BatchNorm statistics "
+          f"re-estimated over prior samples: {acc_prior_bn:.1f} %")
+    record(0)
+    done = 0
+    while done < steps:
+        perm = batches.permutation(shuffle)
+        for i in range(len(batches)):
+            gen.train()
+            disc.train()
+            step(batches.batch(perm, i), done)
+            done += 1
+            if done % a.every == 0 or done == steps:
+                record(done)
+            if done >= steps:
+                break
+    same = None
+    if steps == own and not a.vae_snapshot:
+        ref = run.generator.state_dict()
+        same = max(float((t.float() - ref[k].float()).abs().max()) for k, t in gen.state_dict().items()
+                   if t.is_floating_point())
+        print(f"  last step against the run's own generator: largest weight difference {same:.3g}")
+    out = {"run": "/".join(run.path.parts[-3:]), "n_test": len(x), "vae_snapshot_epoch": snap.get("epoch")
+           if a.vae_snapshot else None, "top_eigenvalues": spread["top_eigenvalues"],
+           "vae_accuracy": round(acc_vae, 1), "vae_prior_statistics_accuracy": round(acc_prior_bn, 1),
+           "trajectory": rows, "max_weight_difference_to_run": same,
+           "seconds": round(time.monotonic() - t0, 1)}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
