@@ -1,7 +1,8 @@
 """Where along stage 2 does the LSR-GAN lose what its latent keeps? Its renderings G(mu(x)), step by step.
 
     python benchmarks/gan_trajectory.py RUN_DIR [--every 50] [--steps N] [--n-test 1000]
-                                        [--vae-snapshot FILE] [--data-root DATA] [--device cpu]
+                                        [--vae-snapshot FILE] [--classifier DIR] [--data-root DATA]
+                                        [--device cpu]
 
 RUN_DIR is a finished LSR-GAN run (``runs/<dataset>/vae-.../gan-...``). Stage 2
 is trained again from its VAE exactly as ``train_lsr_gan`` trains it (the same
@@ -22,8 +23,10 @@ itself, and the script checks that its generator's weights equal the run's.
 from ``lsr train-vae --snapshot-epochs``) trains stage 2 over that VAE
 instead: how the trajectory changes with a longer-trained VAE. The codes'
 spread (top eigenvalues of the covariance of mu(x); the prior's are 1) is
-printed for the VAE used. Nothing is written to the run folder; one JSON line
-at the end.
+printed for the VAE used. ``--classifier DIR``: a finished classifier run to
+judge with (default: the kit's evaluation classifier, trained on first use as
+``lsr evaluate`` does). Nothing is written to the run folder; one JSON line at
+the end.
 """
 from __future__ import annotations
 
@@ -56,11 +59,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="stage-2 steps (default: the run's own)")
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--vae-snapshot", default=None)
+    ap.add_argument("--classifier", default=None, help="a finished classifier run folder")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
 
-    from lsr_utils.classifier import evaluation_classifier_config, train_classifier
+    from lsr_utils.classifier import evaluation_classifier_config, load_classifier, train_classifier
     from lsr_utils.config import infer_profile
     from lsr_utils.data import DeviceBatches, load_data
     from lsr_utils.metrics import accuracy, latent_spread, sharpness
@@ -83,8 +87,9 @@ def main() -> None:
         vae.decoder.load_state_dict(snap["decoder"])
     data = load_data(cfg.vae.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=a.n_test,
                      seed=cfg.vae.data_seed, progress=False)
-    clf = train_classifier(evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)),
-                           out=run.path.parents[2], device=device, data_root=a.data_root, progress=False)
+    clf = load_classifier(a.classifier, device) if a.classifier else train_classifier(
+        evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)), out=run.path.parents[2], device=device,
+        data_root=a.data_root, progress=False)
     x = uint8_to_model(data.test_x.to(device))
     mu, logvar = vae.encode(x)
 

@@ -170,3 +170,26 @@ def test_tables_show_the_reference_seed_where_a_point_has_several():
     # a record whose seed is not an integer is refused, by name
     from lsr_utils.report import record_problem
     assert "seed" in record_problem(rec("13", 23.6, "x", "gan-a"))
+
+
+def test_gan_trajectory_benchmark_retrains_stage_2_exactly(trained):
+    """benchmarks/gan_trajectory.py claims to train stage 2 as train_lsr_gan does: at the run's own step count its
+    generator must equal the run's, and at step 0 the generator is the VAE's decoder (same classification)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    _, gan, clf = trained
+    res = subprocess.run([sys.executable, str(root / "benchmarks" / "gan_trajectory.py"), str(gan.path),
+                          "--every", "8", "--n-test", "64", "--classifier", str(clf.path)],
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, PYTHONPATH=str(root)))
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    steps = [r["step"] for r in out["trajectory"]]
+    assert steps == [0, 8, 16]  # 256 images at batch 32, 2 epochs
+    assert out["max_weight_difference_to_run"] == 0.0
+    assert out["trajectory"][0]["lsr_gan_accuracy"] == out["vae_accuracy"]
+    assert out["trajectory"][0]["sharpness_ratio"] == 1.0
