@@ -38,20 +38,6 @@ import time
 import torch
 
 
-def _prior_statistics(net: torch.nn.Module, latent: int, device, batches: int = 40, size: int = 125):
-    """A copy of ``net`` whose BatchNorm statistics are re-estimated (plain average) over prior samples."""
-    twin = copy.deepcopy(net).train()
-    for m in twin.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    g = torch.Generator(device=device).manual_seed(7)
-    with torch.no_grad():
-        for _ in range(batches):
-            twin(torch.randn(size, latent, device=device, generator=g))
-    return twin.eval()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")
@@ -64,6 +50,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
 
+    from benchmarks.latent_coverage import _recalibrated  # BatchNorm statistics re-estimated over prior samples
     from lsr_utils.classifier import evaluation_classifier_config, load_classifier, train_classifier
     from lsr_utils.config import infer_profile
     from lsr_utils.data import DeviceBatches, load_data
@@ -99,7 +86,7 @@ def main() -> None:
 
     with torch.no_grad():
         acc_vae, sharp_vae = judged(vae.decode(mu))
-        acc_prior_bn, _ = judged(_prior_statistics(vae.decoder, cfg.vae.latent_dim, device)(mu))
+        acc_prior_bn, _ = judged(_recalibrated(vae.decoder, cfg.vae.latent_dim, device, size=125)(mu))
         spread = latent_spread(mu.cpu(), logvar.cpu())
 
     # stage 2 as lsr_utils.train._train and lsr_utils.loop.fit run it (CPU/GPU alike; no stacking)
