@@ -474,14 +474,17 @@ def _duration(sec: float) -> str:
 
 # ----------------------------------------------------------------------------- the record of sittings
 def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | None, dev, rates: dict,
-                   ended: bool = True) -> Path:
+                   ended: bool = True, fresh: bool = False) -> Path:
     """Append this sitting (each unit's status and seconds) to the reproduction's timing record.
 
     A reproduction may span several sittings (``--budget``, Ctrl-C, a lost machine); the record keeps each
     one, so the time the whole reproduction took is the sum of its sittings' seconds, on the hardware named.
     It is rewritten after every unit (``ended`` False, replacing this sitting's earlier entry), so a killed
     sitting keeps what it finished, marked ``"ended": false``. A damaged record is set aside under a
-    ``.damaged`` name rather than overwritten.
+    ``.damaged`` name rather than overwritten. ``fresh``: this sitting found no unit of its plan done or started
+    (a fresh clone whose committed record came from another machine's runs, or a new ``--out``), so it begins a
+    new record: the earlier sittings did nothing this reproduction reuses, and their record is kept beside it
+    under a ``.previous`` name instead of being summed into this one.
     """
     sitting_id = f"{os.getpid()}-{t_start:.3f}"
     sittings = []
@@ -492,6 +495,9 @@ def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | No
             sittings = None
         if not isinstance(sittings, list):
             path.replace(path.with_name(path.name + ".damaged"))
+            sittings = []
+        elif fresh and sittings and not (isinstance(sittings[-1], dict) and sittings[-1].get("id") == sitting_id):
+            path.replace(path.with_name(path.name + ".previous"))
             sittings = []
     if sittings and isinstance(sittings[-1], dict) and sittings[-1].get("id") == sitting_id:
         sittings.pop()  # this sitting's entry so far
@@ -546,8 +552,10 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
     stacked = dev.type == "cuda"
     t_start = time.time()
     deadline = None if budget is None else t_start + 60 * budget
-    p = select_units(plan(dataset, profile, out=out, data_root=data_root, device=dev, stacked=stacked, graphs=graphs,
-                          progress=progress, deadline=deadline, command=command), only)
+    full = plan(dataset, profile, out=out, data_root=data_root, device=dev, stacked=stacked, graphs=graphs,
+                progress=progress, deadline=deadline, command=command)
+    fresh = all(r["status"] in ("to do", "") for r in full.rows)  # nothing done or started: a new record
+    p = select_units(full, only)
     t0 = time.monotonic()
     rates = measure_rates(dev, stacked_members=len(sweep_values(profile)[0]) if stacked else 1, graphs=graphs,
                           precision=make_config(profile, dataset=dataset).vae.precision)
@@ -566,13 +574,13 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
     kw = {"env": env} if executor.name == "submitit" else {}
     record_path = p.layout.results / f"reproduce_{dataset}_{profile}.json"
     outcomes = executor.run(p.units, say=say, deadline=deadline, **kw, on_outcome=lambda so_far: record_sitting(
-        record_path, so_far, t_start, command, dev, rates, ended=False))
+        record_path, so_far, t_start, command, dev, rates, ended=False, fresh=fresh))
     done = [u for u in p.units if outcomes.get(u.name) and outcomes[u.name].status == "done"]
     failed = [o for o in outcomes.values() if o.status == "error"]
     late = [o for o in outcomes.values() if o.status == "out_of_time"]
     left = [u.name for u in p.units if u not in done]
     say(f"reproduce: {len(done)} of {len(p.units)} units done in {_duration(time.time() - t_start)}")
-    record = record_sitting(record_path, outcomes, t_start, command, dev, rates)
+    record = record_sitting(record_path, outcomes, t_start, command, dev, rates, fresh=fresh)
     say(f"this sitting's timings: {record}")
     for o in failed:
         say("  FAILED " + describe_failure(o))

@@ -249,3 +249,23 @@ def test_sittings_add_up_and_a_damaged_record_is_set_aside(tmp_path):
     record_sitting(path, b, time.time() - 10, "lsr reproduce", torch.device("cpu"), {"vae": 1.0, "gan": 1.0})
     assert (tmp_path / "reproduce_shapes_quick.json.damaged").read_text() == "{not json"
     assert len(json.loads(path.read_text())["sittings"]) == 1
+
+
+def test_a_fresh_reproduction_starts_its_own_record(tmp_path):
+    """A sitting that finds nothing of its plan done (a fresh clone holding another machine's committed record)
+    does not add the earlier sittings to its time: it starts a new record and keeps the old one as .previous."""
+    from lsr_utils.jobs import Outcome
+    from lsr_utils.reproduce import record_sitting
+
+    path = tmp_path / "reproduce_shapes_quick.json"
+    old = {"vae-b1": Outcome("vae-b1", "done", seconds=500.0)}
+    record_sitting(path, old, time.time() - 600, "lsr reproduce", torch.device("cpu"), {"vae": 1.0, "gan": 1.0})
+    before = path.read_text()
+    t = time.time() - 20
+    b = {"vae-b1": Outcome("vae-b1", "done", seconds=20.0)}
+    for ended in (False, True):  # rewritten after each unit, then closed: the old record is set aside once
+        record_sitting(path, b, t, "lsr reproduce", torch.device("cpu"), {"vae": 1.0, "gan": 1.0}, ended=ended,
+                       fresh=True)
+        rec = json.loads(path.read_text())
+        assert len(rec["sittings"]) == 1 and rec["total_seconds"] == pytest.approx(20, abs=5)
+        assert (tmp_path / "reproduce_shapes_quick.json.previous").read_text() == before
