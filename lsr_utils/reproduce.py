@@ -496,11 +496,12 @@ def record_sitting(path: Path, outcomes: dict, t_start: float, command: str | No
         if not isinstance(sittings, list):
             path.replace(path.with_name(path.name + ".damaged"))
             sittings = []
-        elif fresh and sittings and not (isinstance(sittings[-1], dict) and sittings[-1].get("id") == sitting_id):
-            path.replace(path.with_name(path.name + ".previous"))
-            sittings = []
-    if sittings and isinstance(sittings[-1], dict) and sittings[-1].get("id") == sitting_id:
+    own = bool(sittings) and isinstance(sittings[-1], dict) and sittings[-1].get("id") == sitting_id
+    if own:
         sittings.pop()  # this sitting's entry so far
+    elif fresh and sittings:
+        path.replace(path.with_name(path.name + ".previous"))
+        sittings = []
     sittings.append({
         "id": sitting_id,
         "ended": ended,
