@@ -220,6 +220,10 @@ def _executor_options(p: argparse.ArgumentParser) -> None:
                    help="local: in this process (default); submitit: each independent unit as a submitit job")
     p.add_argument("--cluster", choices=("local", "slurm"), default="local",
                    help="with --executor submitit: this machine (one job per GPU) or SLURM")
+    p.add_argument("--jobs", type=_number("jobs", integer=True), default=None, metavar="N",
+                   help="with --cluster local: jobs at once on this machine (default: one per GPU, or 1 without a "
+                        "GPU); on a CPU each job gets cores/N torch threads (2 on a 2-core CPU: about 1.3x the "
+                        "throughput of one job, see benchmarks/RESULTS.md)")
     p.add_argument("--partition", default=None, help="SLURM partition")
     p.add_argument("--time", type=_number("time", integer=True), default=None, metavar="MINUTES",
                    help="SLURM time limit per job, minutes")
@@ -479,7 +483,8 @@ def _executor(args, folder: Path | None = None):
         k, v = item.split("=", 1)
         extra[k.strip()] = _literal(v.strip())
     return make_executor(args.executor, cluster=args.cluster, partition=args.partition, time=args.time,
-                         gpus=args.gpus, extra=extra, folder=folder or Path(args.out or "runs") / "submitit")
+                         gpus=args.gpus, extra=extra, jobs=args.jobs,
+                         folder=folder or Path(args.out or "runs") / "submitit")
 
 
 def _cmd_train_classifier(args) -> int:

@@ -8,17 +8,20 @@ units it depends on. Every unit function returns a small dict ``{"status":
 problem the user can fix, so the same function reports the same way in this
 process and in a job.
 
-Executors run units in dependency order, in waves (the units whose
-dependencies are done), and report an :class:`Outcome` per unit:
+Executors run units in dependency order (a unit once the units it depends
+on are done), and report an :class:`Outcome` per unit:
 
 * :class:`LocalExecutor` runs them here, one after another;
-* :class:`SubmititExecutor` submits each wave through submitit
-  (https://github.com/facebookincubator/submitit): to SLURM (partition, time
-  and GPU options passed through) or to this machine, one job per GPU. A
-  failed job's log is named; units that depend on it are skipped; a rerun
-  redoes only what did not finish (every unit skips finished work itself).
+* :class:`SubmititExecutor` submits each unit through submitit
+  (https://github.com/facebookincubator/submitit) as soon as its
+  dependencies are done: to SLURM (partition, time and GPU options passed
+  through) or to this machine, ``--jobs`` at a time (default one per GPU; on
+  a CPU, each job gets its share of the cores). A failed job's log is named;
+  units that depend on it are skipped; a rerun redoes only what did not
+  finish (every unit skips finished work itself).
 
-No scheduling is done here beyond waiting for a wave: the engine is submitit.
+No scheduling is done here beyond holding a unit until its dependencies are
+done and a slot is free: the engine (processes, logs, SLURM) is submitit.
 """
 from __future__ import annotations
 
@@ -119,19 +122,28 @@ class LocalExecutor:
 
 
 def _job_main(fn, args, env: dict) -> dict:
-    """What a submitit job runs: the unit function, with the environment the plan set."""
+    """What a submitit job runs: the unit function, with the environment the plan set.
+
+    ``LSR_THREADS`` (set when several jobs share this machine's CPU) is the job's number of torch threads; it is
+    also passed to the kernels of the notebooks the job runs (``OMP_NUM_THREADS``)."""
 
     os.environ.update(env)
+    if env.get("LSR_THREADS"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = env["LSR_THREADS"]
+        torch.set_num_threads(int(env["LSR_THREADS"]))
     return call(fn, *args)
 
 
 class SubmititExecutor:
-    """Submits each wave of units as submitit jobs: to SLURM, or to this machine (one job per GPU)."""
+    """Submits units as submitit jobs: to SLURM, or to this machine (``jobs`` at a time; default one per GPU)."""
 
     name = "submitit"
 
     def __init__(self, cluster: str = "local", folder: str | Path = "runs/submitit", partition: str | None = None,
-                 time_min: int | None = None, gpus: int | None = None, extra: dict | None = None):
+                 time_min: int | None = None, gpus: int | None = None, extra: dict | None = None,
+                 jobs: int | None = None):
         try:
             import submitit
         except ImportError:
@@ -142,6 +154,11 @@ class SubmititExecutor:
                            "--cluster local; nothing was run")
         if cluster not in ("local", "slurm"):
             raise LsrError(f"--cluster must be local or slurm, got {cluster!r}")
+        if jobs is not None and (cluster != "local" or int(jobs) < 1):
+            raise LsrError(f"--jobs sets how many jobs run at once on this machine: a whole number of at least 1, "
+                           f"with --cluster local (got {jobs!r} with --cluster {cluster}); on SLURM the cluster "
+                           f"decides")
+        self.jobs = None if jobs is None else int(jobs)
         self.submitit, self.cluster, self.folder = submitit, cluster, Path(folder)
         self.partition, self.time_min, self.gpus, self.extra = partition, time_min, gpus, dict(extra or {})
 
@@ -165,67 +182,90 @@ class SubmititExecutor:
         return ex
 
     def run(self, units: list[Unit], say: Callable[[str], None] = print, env: dict | None = None,
-            deadline: float | None = None, on_outcome: Callable[[dict], None] | None = None) -> dict[str, Outcome]:
-        """``deadline`` (``time.time()``, from ``--budget``), as for :meth:`LocalExecutor.run`: a training job
+            deadline: float | None = None, on_outcome: Callable[[dict], None] | None = None,
+            poll_s: float = 0.5) -> dict[str, Outcome]:
+        """Submit each unit as soon as its dependencies are done, keeping at most ``slots`` jobs in flight.
+
+        On this machine (``cluster="local"``) the slots are ``jobs`` (default: one per GPU, or one without a GPU);
+        each job gets a GPU of its own when there are GPUs, and ``cores // jobs`` torch threads on a CPU-only
+        machine (so that two jobs on two cores do not fight over the same cores). On SLURM every ready unit is
+        submitted. Among ready units the costliest (``Unit.cost_s``, the plan's estimate) go first, so that a
+        long unit does not end up alone at the end.
+
+        ``deadline`` (``time.time()``, from ``--budget``), as for :meth:`LocalExecutor.run`: a training job
         checkpoints and stops at it (the plan gives each unit the deadline), and no job is submitted once it has
         passed or once a job came back out of time; the units left are marked skipped, "time is up"."""
         import torch
 
         _waves(units)
-        n_gpus = torch.cuda.device_count() if self.cluster == "local" else 0
-        slots = max(1, n_gpus) if self.cluster == "local" else len(units) or 1
+        local = self.cluster == "local"
+        n_gpus = torch.cuda.device_count() if local else 0
+        slots = (self.jobs or max(1, n_gpus)) if local else max(1, len(units))
+        env = dict(env or {})
+        if local and not n_gpus and slots > 1:
+            env.setdefault("LSR_THREADS", str(max(1, (os.cpu_count() or 1) // slots)))
         outcomes: dict[str, Outcome] = {}
         pending = list(units)
-        while pending:
-            ready = [u for u in pending if all(d in outcomes for d in u.deps)]
-            if not ready:
-                break
-            for u in list(ready):
-                bad = [d for d in u.deps if outcomes[d].status != "done"]
-                if bad:
-                    pending.remove(u)
-                    ready.remove(u)
-                    outcomes[u.name] = Outcome(u.name, "skipped", f"needs {', '.join(bad)}")
-            for start in range(0, len(ready), slots):  # at most one job per GPU at a time on this machine
-                late = any(o.status == "out_of_time" for o in outcomes.values())
-                if late or (deadline is not None and time.time() > deadline):
-                    for rest in pending:
-                        outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")
-                    return outcomes
-                batch = ready[start:start + slots]
-                jobs = []
-                for k, u in enumerate(batch):
-                    ex = self._executor(k if n_gpus and u.gpu else None)
-                    ex.update_parameters(name=f"lsr-{u.name}"[:60])
-                    job = ex.submit(_job_main, u.fn, u.args, dict(env or {}))
-                    say(f"[{u.name}] submitted as job {job.job_id} ({self.cluster})")
-                    jobs.append((u, job, time.monotonic()))
-                for u, job, t0 in jobs:
-                    pending.remove(u)
-                    log = str(job.paths.stderr)
-                    try:
-                        res = job.result()
-                        outcomes[u.name] = Outcome(u.name, res.get("status", "done"), res.get("message", ""), log,
-                                                   time.monotonic() - t0, res.get("value"))
-                    except Exception as e:  # the job crashed (killed, out of memory, ...): its log says why
-                        last = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
-                        outcomes[u.name] = Outcome(u.name, "error", f"job {job.job_id} failed ({last})", log,
-                                                   time.monotonic() - t0)
-                    if on_outcome:
-                        on_outcome(outcomes)
+        running: dict[int, tuple] = {}  # slot -> (unit, job, start)
+        while pending or running:
+            for u in list(pending):
+                if all(d in outcomes for d in u.deps):
+                    bad = [d for d in u.deps if outcomes[d].status != "done"]
+                    if bad:
+                        pending.remove(u)
+                        outcomes[u.name] = Outcome(u.name, "skipped", f"needs {', '.join(bad)}")
+            late = any(o.status == "out_of_time" for o in outcomes.values())
+            if late or (deadline is not None and time.time() > deadline):
+                for rest in pending:
+                    outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")
+                pending = []
+            ready = sorted((u for u in pending if all(d in outcomes for d in u.deps)), key=lambda u: -u.cost_s)
+            for u in ready:
+                free = [k for k in range(slots) if k not in running]
+                if not free:
+                    break
+                k = free[0]
+                ex = self._executor(k % n_gpus if n_gpus and u.gpu else None)
+                ex.update_parameters(name=f"lsr-{u.name}"[:60])
+                job = ex.submit(_job_main, u.fn, u.args, env)
+                say(f"[{u.name}] submitted as job {job.job_id} ({self.cluster})")
+                pending.remove(u)
+                running[k] = (u, job, time.monotonic())
+            if not running:
+                break  # nothing in flight and nothing ready: what is left waits on units not in this plan
+            finished = [k for k, (_, job, _) in running.items() if job.done()]
+            if not finished:
+                time.sleep(poll_s)
+                continue
+            for k in finished:
+                u, job, t0 = running.pop(k)
+                log = str(job.paths.stderr)
+                try:
+                    res = job.result()
+                    outcomes[u.name] = Outcome(u.name, res.get("status", "done"), res.get("message", ""), log,
+                                               time.monotonic() - t0, res.get("value"))
+                except Exception as e:  # the job crashed (killed, out of memory, ...): its log says why
+                    last = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+                    outcomes[u.name] = Outcome(u.name, "error", f"job {job.job_id} failed ({last})", log,
+                                               time.monotonic() - t0)
+                o = outcomes[u.name]
+                say(f"[{u.name}] {o.status.replace('_', ' ')} after {o.seconds:.0f} s"
+                    + (f": {o.message}" if o.message else ""))
+                if on_outcome:
+                    on_outcome(outcomes)
         return outcomes
 
 
 def make_executor(kind: str = "local", *, cluster: str = "local", folder: str | Path = "runs/submitit",
                   partition: str | None = None, time: int | None = None, gpus: int | None = None,
-                  extra: dict | None = None):
+                  extra: dict | None = None, jobs: int | None = None):
     """The executor named by ``--executor`` (checked now, before anything runs)."""
     if kind == "local":
-        if cluster != "local" or partition or gpus or extra:
-            raise LsrError("--cluster, --partition, --gpus and --slurm apply to --executor submitit")
+        if cluster != "local" or partition or gpus or extra or jobs is not None:
+            raise LsrError("--cluster, --jobs, --partition, --gpus and --slurm apply to --executor submitit")
         return LocalExecutor()
     if kind == "submitit":
-        return SubmititExecutor(cluster, folder, partition, time, gpus, extra)
+        return SubmititExecutor(cluster, folder, partition, time, gpus, extra, jobs)
     raise LsrError(f"unknown executor {kind!r}; valid: local, submitit")
 
 

@@ -319,7 +319,7 @@ def manifest_records(manifest: str | Path) -> list[dict]:
 
     out = []
     m = Path(manifest)
-    for line in (m.read_text().splitlines() if m.is_file() else []):
+    for line in dict.fromkeys(m.read_text().splitlines() if m.is_file() else []):  # once each (jobs append at once)
         try:
             out.append(read_json(line))
         except LsrError:

@@ -35,6 +35,7 @@ def test_dry_run_of_the_paper_profile_lists_the_papers_runs(capsys, tmp_path):
     (["--dataset", "cifar10", "--data-root", "{tmp}/nothing"], "Put the files in one of"),
     (["--executor", "submitit", "--cluster", "slurm"], "no SLURM here"),
     (["--budget", "0.2"], "too short to reach a checkpoint"),
+    (["--jobs", "2"], "apply to --executor submitit"),
     (["--only", "no-such-unit"], "no unit named no-such-unit"),
 ])
 def test_bad_input_stops_before_anything_runs(capsys, tmp_path, argv, needle):
@@ -205,6 +206,41 @@ def test_submitit_submits_no_job_after_the_budget_is_spent(tmp_path):
     assert out["first"].status == "done"
     assert out["later"].status == "skipped" and out["later"].message == "time is up"
     assert not any("[later] submitted" in s for s in said)
+
+
+def _probe(seconds: float) -> dict:
+    """A unit that reports when it ran and with how many torch threads."""
+    t0 = time.time()
+    time.sleep(seconds)
+    return {"status": "done", "value": {"threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
+                                        "start": t0, "end": time.time()}}
+
+
+def test_submitit_runs_jobs_at_once_each_with_its_share_of_the_cores(tmp_path, monkeypatch):
+    """--jobs 2 on a CPU: two ready units run at the same time, each with half the cores as torch threads (and as
+    OMP_NUM_THREADS for the notebooks' kernels), the costliest first; a unit starts when its dependency is done."""
+    pytest.importorskip("submitit")
+    import cloudpickle
+
+    from lsr_utils.errors import LsrError
+    from lsr_utils.jobs import SubmititExecutor, Unit
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the job imports this test's functions by value
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)  # not torch's default here, so the share is seen
+    units = [Unit("short", _probe, (4.0,), cost_s=1.0), Unit("long", _probe, (4.0,), cost_s=9.0),
+             Unit("after", _probe, (0.0,), deps=("short",))]
+    said = []
+    out = SubmititExecutor("local", folder=tmp_path / "jobs", jobs=2).run(units, say=said.append)
+    assert {o.status for o in out.values()} == {"done"}, out
+    s, l, a = (out[n].value for n in ("short", "long", "after"))
+    assert s["threads"] == l["threads"] == 3 and s["omp"] == l["omp"] == "3"
+    assert max(s["start"], l["start"]) < min(s["end"], l["end"])  # at the same time
+    assert a["start"] >= s["end"]
+    subs = [x.split("]")[0][1:] for x in said if "submitted" in x]
+    assert subs == ["long", "short", "after"]
+    with pytest.raises(LsrError, match="--jobs"):
+        SubmititExecutor("local", folder=tmp_path / "jobs", jobs=0)
 
 
 def test_plan_counts_what_a_started_run_has_left(tmp_path):
