@@ -222,8 +222,8 @@ def _executor_options(p: argparse.ArgumentParser) -> None:
                    help="with --executor submitit: this machine (one job per GPU) or SLURM")
     p.add_argument("--jobs", type=_number("jobs", integer=True), default=None, metavar="N",
                    help="with --cluster local: jobs at once on this machine (default: one per GPU, or 1 without a "
-                        "GPU); on a CPU each job gets cores/N torch threads (2 on a 2-core CPU: about 1.3x the "
-                        "throughput of one job, see benchmarks/RESULTS.md)")
+                        "GPU); on a CPU each job gets cores/N torch threads (see benchmarks/RESULTS.md, 'Two jobs "
+                        "at once')")
     p.add_argument("--partition", default=None, help="SLURM partition")
     p.add_argument("--time", type=_number("time", integer=True), default=None, metavar="MINUTES",
                    help="SLURM time limit per job, minutes")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,14 @@ class LocalExecutor:
         return outcomes
 
 
+def _children(pid: int) -> list[int] | None:
+    """The child processes of ``pid`` (Linux: /proc), or None where they cannot be listed."""
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return None if not Path("/proc/self").is_dir() else []
+
+
 def _job_main(fn, args, env: dict) -> dict:
     """What a submitit job runs: the unit function, with the environment the plan set.
 
@@ -181,6 +190,46 @@ class SubmititExecutor:
         ex.update_parameters(**params)
         return ex
 
+    def _cancel(self, running: dict, say: Callable[[str], None], wait_s: float = 120.0) -> None:
+        """Stop the jobs in flight, none left running behind the command.
+
+        A SLURM job is cancelled (scancel). A local job's program (the task its submitit controller started) is
+        sent SIGINT itself, so that a training run checkpoints and stops as on Ctrl-C, and is waited for; a task
+        the controller starts later (a job submitted a moment ago) is signalled when it appears. Cancelling the
+        controller instead would kill the task a second after, and miss a task it had not yet started. Where the
+        tasks cannot be listed (no /proc), the controller is cancelled.
+        """
+        for u, job, _ in running.values():
+            say(f"[{u.name}] stopping job {job.job_id}; rerun the same command to resume it")
+        if self.cluster != "local":
+            for _, job, _ in running.values():
+                try:
+                    job.cancel(check=False)
+                except Exception as e:  # noqa: BLE001 - stopping the others matters more than this one's message
+                    say(f"could not cancel job {job.job_id} ({e}); its log: {job.paths.stderr}")
+            return
+        signalled: set[int] = set()
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end:
+            alive = [job for _, job, _ in running.values() if not job.done()]
+            if not alive:
+                return
+            for job in alive:
+                tasks = _children(int(job.job_id))
+                if tasks is None:
+                    job.cancel(check=False)
+                    continue
+                for pid in set(tasks) - signalled:
+                    try:
+                        os.kill(pid, signal.SIGINT)
+                    except OSError:
+                        pass
+                    signalled.add(pid)
+            time.sleep(0.2)
+        for _, job, _ in running.values():
+            if not job.done():
+                job.cancel(check=False)
+
     def run(self, units: list[Unit], say: Callable[[str], None] = print, env: dict | None = None,
             deadline: float | None = None, on_outcome: Callable[[dict], None] | None = None,
             poll_s: float = 0.5) -> dict[str, Outcome]:
@@ -207,52 +256,56 @@ class SubmititExecutor:
         outcomes: dict[str, Outcome] = {}
         pending = list(units)
         running: dict[int, tuple] = {}  # slot -> (unit, job, start)
-        while pending or running:
-            for u in list(pending):
-                if all(d in outcomes for d in u.deps):
-                    bad = [d for d in u.deps if outcomes[d].status != "done"]
-                    if bad:
-                        pending.remove(u)
-                        outcomes[u.name] = Outcome(u.name, "skipped", f"needs {', '.join(bad)}")
-            late = any(o.status == "out_of_time" for o in outcomes.values())
-            if late or (deadline is not None and time.time() > deadline):
-                for rest in pending:
-                    outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")
-                pending = []
-            ready = sorted((u for u in pending if all(d in outcomes for d in u.deps)), key=lambda u: -u.cost_s)
-            for u in ready:
-                free = [k for k in range(slots) if k not in running]
-                if not free:
-                    break
-                k = free[0]
-                ex = self._executor(k % n_gpus if n_gpus and u.gpu else None)
-                ex.update_parameters(name=f"lsr-{u.name}"[:60])
-                job = ex.submit(_job_main, u.fn, u.args, env)
-                say(f"[{u.name}] submitted as job {job.job_id} ({self.cluster})")
-                pending.remove(u)
-                running[k] = (u, job, time.monotonic())
-            if not running:
-                break  # nothing in flight and nothing ready: what is left waits on units not in this plan
-            finished = [k for k, (_, job, _) in running.items() if job.done()]
-            if not finished:
-                time.sleep(poll_s)
-                continue
-            for k in finished:
-                u, job, t0 = running.pop(k)
-                log = str(job.paths.stderr)
-                try:
-                    res = job.result()
-                    outcomes[u.name] = Outcome(u.name, res.get("status", "done"), res.get("message", ""), log,
-                                               time.monotonic() - t0, res.get("value"))
-                except Exception as e:  # the job crashed (killed, out of memory, ...): its log says why
-                    last = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
-                    outcomes[u.name] = Outcome(u.name, "error", f"job {job.job_id} failed ({last})", log,
-                                               time.monotonic() - t0)
-                o = outcomes[u.name]
-                say(f"[{u.name}] {o.status.replace('_', ' ')} after {o.seconds:.0f} s"
-                    + (f": {o.message}" if o.message else ""))
-                if on_outcome:
-                    on_outcome(outcomes)
+        try:
+            while pending or running:
+                for u in list(pending):
+                    if all(d in outcomes for d in u.deps):
+                        bad = [d for d in u.deps if outcomes[d].status != "done"]
+                        if bad:
+                            pending.remove(u)
+                            outcomes[u.name] = Outcome(u.name, "skipped", f"needs {', '.join(bad)}")
+                late = any(o.status == "out_of_time" for o in outcomes.values())
+                if late or (deadline is not None and time.time() > deadline):
+                    for rest in pending:
+                        outcomes[rest.name] = Outcome(rest.name, "skipped", "time is up")
+                    pending = []
+                ready = sorted((u for u in pending if all(d in outcomes for d in u.deps)), key=lambda u: -u.cost_s)
+                for u in ready:
+                    free = [k for k in range(slots) if k not in running]
+                    if not free:
+                        break
+                    k = free[0]
+                    ex = self._executor(k % n_gpus if n_gpus and u.gpu else None)
+                    ex.update_parameters(name=f"lsr-{u.name}"[:60])
+                    job = ex.submit(_job_main, u.fn, u.args, env)
+                    pending.remove(u)
+                    running[k] = (u, job, time.monotonic())
+                    say(f"[{u.name}] submitted as job {job.job_id} ({self.cluster})")
+                if not running:
+                    break  # nothing in flight and nothing ready: what is left waits on units not in this plan
+                finished = [k for k, (_, job, _) in running.items() if job.done()]
+                if not finished:
+                    time.sleep(poll_s)
+                    continue
+                for k in finished:
+                    u, job, t0 = running.pop(k)
+                    log = str(job.paths.stderr)
+                    try:
+                        res = job.result()
+                        outcomes[u.name] = Outcome(u.name, res.get("status", "done"), res.get("message", ""), log,
+                                                   time.monotonic() - t0, res.get("value"))
+                    except Exception as e:  # the job crashed (killed, out of memory, ...): its log says why
+                        last = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+                        outcomes[u.name] = Outcome(u.name, "error", f"job {job.job_id} failed ({last})", log,
+                                                   time.monotonic() - t0)
+                    o = outcomes[u.name]
+                    say(f"[{u.name}] {o.status.replace('_', ' ')} after {o.seconds:.0f} s"
+                        + (f": {o.message}" if o.message else ""))
+                    if on_outcome:
+                        on_outcome(outcomes)
+        except BaseException:  # Ctrl-C (or any crash here): the jobs in flight stop too, at a checkpoint
+            self._cancel(running, say)
+            raise
         return outcomes
 
 

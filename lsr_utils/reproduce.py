@@ -568,6 +568,9 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
     for u, row in zip(p.units, p.rows):
         u.cost_s = float(row.get("seconds") or 0.0)  # the submitit executor starts the costliest ready unit first
     print_plan(p, say, rates, device_name(dev))
+    if (getattr(executor, "jobs", None) or 1) > 1:
+        say(f"{executor.jobs} jobs at once: units overlap, so the sitting may take less than that sum (on a 2-core "
+            f"CPU two 1-thread jobs did 1.0-1.14x the work of one 2-thread job; benchmarks/RESULTS.md)")
     if dry_run:
         return 0
     if budget is not None and 60 * budget < warm + 90:

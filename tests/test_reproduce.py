@@ -243,6 +243,51 @@ def test_submitit_runs_jobs_at_once_each_with_its_share_of_the_cores(tmp_path, m
         SubmititExecutor("local", folder=tmp_path / "jobs", jobs=0)
 
 
+def _write_later(path: str, seconds: float) -> dict:
+    time.sleep(seconds)
+    Path(path).write_text("the job was not stopped")
+    return {"status": "done"}
+
+
+def test_ctrl_c_stops_the_submitit_jobs_in_flight(tmp_path):
+    """Ctrl-C during a submitit reproduction stops its local jobs too (they used to train on, orphaned, after the
+    command had said "interrupted"): each is sent SIGINT, so a training run checkpoints, and is waited for."""
+    pytest.importorskip("submitit")
+    import cloudpickle
+
+    from lsr_utils.jobs import SubmititExecutor, Unit
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    marker = tmp_path / "marker"
+    said = []
+
+    def ctrl_c_once_submitted(text):
+        said.append(text)
+        if "submitted" in text:
+            time.sleep(0.5)  # the job may not have started its program yet: it must be stopped all the same
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        SubmititExecutor("local", folder=tmp_path / "jobs").run([Unit("slow", _write_later, (str(marker), 8.0))],
+                                                                say=ctrl_c_once_submitted)
+    assert any("stopping job" in s for s in said), said
+    time.sleep(8.0)
+    assert not marker.exists()
+
+
+def test_appendix_a_waits_only_for_the_vae_it_reuses(tmp_path):
+    """Notebook 06 trains its own two VAEs and reuses Table 1's beta = 1 VAE: it depends on that training unit
+    alone (so that it runs beside the rest under --jobs), while the other notebooks wait for every evaluation."""
+    from lsr_utils.reproduce import plan
+
+    p = plan("shapes", "smoke", out=tmp_path, device="cpu", progress=False)
+    deps = {u.name: set(u.deps) for u in p.units}
+    assert deps["notebook-06"] == {"vae-b1"}
+    evals = {n for n in deps if n.startswith("evaluate-")}
+    assert evals and all(evals | {"seed-spread"} <= deps[f"notebook-0{i}"] for i in range(1, 6))
+    assert deps["report"] >= {f"notebook-0{i}" for i in range(1, 7)}
+
+
 def test_plan_counts_what_a_started_run_has_left(tmp_path):
     """A run stopped part-way is shown with its share done, and only the rest is estimated."""
     from lsr_utils.config import make_config
