@@ -25,9 +25,11 @@ done and a slot is free: the engine (processes, logs, SLURM) is submitit.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +130,25 @@ def _children(pid: int) -> list[int] | None:
         return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except (OSError, ValueError):
         return None if not Path("/proc/self").is_dir() else []
+
+
+@contextlib.contextmanager
+def _jobs_hear_sigint():
+    """While a job is started, SIGINT is not ignored here, so that the job does not inherit "ignore SIGINT".
+
+    A program started in the background by a script ignores SIGINT, and so would every job it submits; the jobs
+    could then not be stopped at a checkpoint (the executor stops a local job with SIGINT). Only the setting
+    "ignore" is inherited (a started program gets the default for a signal its parent handles), so for the
+    moment of the submission it is replaced by a handler that does nothing, and put back.
+    """
+    lift = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if lift:
+        signal.signal(signal.SIGINT, lambda signum, frame: None)  # still ignored here; the default in the job
+    try:
+        yield
+    finally:
+        if lift:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _job_main(fn, args, env: dict) -> dict:
@@ -277,7 +298,8 @@ class SubmititExecutor:
                     k = free[0]
                     ex = self._executor(k % n_gpus if n_gpus and u.gpu else None)
                     ex.update_parameters(name=f"lsr-{u.name}"[:60])
-                    job = ex.submit(_job_main, u.fn, u.args, env)
+                    with _jobs_hear_sigint():
+                        job = ex.submit(_job_main, u.fn, u.args, env)
                     pending.remove(u)
                     running[k] = (u, job, time.monotonic())
                     say(f"[{u.name}] submitted as job {job.job_id} ({self.cluster})")

@@ -251,7 +251,8 @@ def _write_later(path: str, seconds: float) -> dict:
 
 def test_ctrl_c_stops_the_submitit_jobs_in_flight(tmp_path):
     """Ctrl-C during a submitit reproduction stops its local jobs too (they used to train on, orphaned, after the
-    command had said "interrupted"): each is sent SIGINT, so a training run checkpoints, and is waited for."""
+    command had said "interrupted"): each is sent SIGINT, so a training run checkpoints, and is waited for. Also
+    when the command itself was started ignoring SIGINT (its jobs used to inherit that, and ran on)."""
     pytest.importorskip("submitit")
     import cloudpickle
 
@@ -267,9 +268,13 @@ def test_ctrl_c_stops_the_submitit_jobs_in_flight(tmp_path):
             time.sleep(0.5)  # the job may not have started its program yet: it must be stopped all the same
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        SubmititExecutor("local", folder=tmp_path / "jobs").run([Unit("slow", _write_later, (str(marker), 8.0))],
-                                                                say=ctrl_c_once_submitted)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a program a script started in the background
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            SubmititExecutor("local", folder=tmp_path / "jobs").run(
+                [Unit("slow", _write_later, (str(marker), 8.0))], say=ctrl_c_once_submitted)
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert any("stopping job" in s for s in said), said
     time.sleep(8.0)
     assert not marker.exists()
