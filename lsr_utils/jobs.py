@@ -73,7 +73,8 @@ def call(fn: Callable[..., dict], *args) -> dict:
     return out if isinstance(out, dict) else {"status": "done", "value": out}
 
 
-def _waves(units: list[Unit]):
+def _check_deps(units: list[Unit]):
+    """Every dependency names a unit of the plan (else no order can run them)."""
     names = {u.name for u in units}
     for u in units:
         missing = [d for d in u.deps if d not in names]
@@ -93,7 +94,7 @@ class LocalExecutor:
         (its own deadline); any unit not yet started when it has passed is not started, so an evaluation or a
         notebook never runs past the budget either. ``on_outcome(outcomes)``: called after each unit that ran
         (so that a record of what is done survives a killed process)."""
-        _waves(units)
+        _check_deps(units)
         outcomes: dict[str, Outcome] = {}
         pending = list(units)
         while pending:
@@ -229,7 +230,7 @@ class SubmititExecutor:
                 except Exception as e:  # noqa: BLE001 - stopping the others matters more than this one's message
                     say(f"could not cancel job {job.job_id} ({e}); its log: {job.paths.stderr}")
             return
-        signalled: set[int] = set()
+        signalled: set = set()  # task pids signalled (and controllers cancelled, by job id)
         end = time.monotonic() + wait_s
         while time.monotonic() < end:
             alive = [job for _, job, _ in running.values() if not job.done()]
@@ -237,8 +238,10 @@ class SubmititExecutor:
                 return
             for job in alive:
                 tasks = _children(int(job.job_id))
-                if tasks is None:
-                    job.cancel(check=False)
+                if tasks is None:  # no /proc: cancel the controller, once
+                    if job.job_id not in signalled:
+                        job.cancel(check=False)
+                        signalled.add(job.job_id)
                     continue
                 for pid in set(tasks) - signalled:
                     try:
@@ -267,7 +270,7 @@ class SubmititExecutor:
         passed or once a job came back out of time; the units left are marked skipped, "time is up"."""
         import torch
 
-        _waves(units)
+        _check_deps(units)
         local = self.cluster == "local"
         n_gpus = torch.cuda.device_count() if local else 0
         slots = (self.jobs or max(1, n_gpus)) if local else max(1, len(units))
