@@ -25,7 +25,7 @@ from .classifier import classifier_config, train_classifier
 from .config import check_profile, default_profile, make_config, profile_sizes
 from .data import load_data
 from .data import shapes as shapes_data
-from .evaluate import SMOKE_VARIANCE, evaluate, render
+from .evaluate import evaluate, render
 from .files import atomic_write_json
 from .plotting import close, image_rows
 from .runtime import device_name, resolve_device
@@ -72,7 +72,7 @@ def run_demo(*, profile: str | None = None, out: str | Path = "runs", figures: s
     vae = train_vae(cfg.vae, data, **kw)
     gan = train_lsr_gan(cfg, data, vae=vae, **kw)
     clf = train_classifier(classifier_config("shapes", profile), out=out, device=device, progress=progress)
-    n_variance = min(SMOKE_VARIANCE if profile == "smoke" else 100, len(data.test_x))  # K renderings of each
+    n_variance = min(sizes.n_variance if profile == "smoke" else 100, len(data.test_x))  # K renderings of each
     rec = evaluate(gan, data.test_x, data.test_y, clf, clean=data.test_clean, n_variance=n_variance,
                    progress=progress, command=command or "lsr demo", profile=profile,
                    settings={"n_test": len(data.test_x), "demo": True})

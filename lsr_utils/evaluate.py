@@ -204,9 +204,11 @@ def hash_images(x: torch.Tensor) -> str:
     return hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest()[:12]
 
 
-# The smoke profile proves the plumbing: its sample variance is measured over this many inputs (K renderings each
-# is most of a smoke evaluation's time on a CPU); every other profile uses up to 1,000 (the Stat records its n).
-SMOKE_VARIANCE = 64
+def variance_inputs(profile: str, dataset: str) -> int:
+    """How many test images the sample variance is measured over by default: the profile's ``n_variance`` (smoke 64,
+    quick 250, paper 1,000; a custom run: 1,000). The Stat records its n and standard error."""
+
+    return profile_sizes(profile if profile != "custom" else "paper", dataset).n_variance
 
 
 def evaluation_settings(n_test: int, *, k: int = 10, n_variance: int | None = None, use_fid: bool = False,
@@ -244,7 +246,8 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     """Evaluate a finished LSR-GAN run (and its VAE) and write its record to ``<run>/metrics.json``.
 
     ``n_test``: test images (a balanced selection; default: the run's profile's
-    number, the same as ``lsr demo``'s). ``record``: write the record there
+    number, the same as ``lsr demo``'s). ``n_variance``: inputs of the sample
+    variance (default: the profile's, :func:`variance_inputs`). ``record``: write the record there
     instead (for a run folder you cannot write to). With ``reuse`` (default),
     a record written with the same settings after the run's weights is
     returned instead of measuring again. ``say``: where progress messages go
@@ -261,6 +264,7 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     profile = infer_profile(cfg)
     if n_test is None:
         n_test = profile_sizes(profile if profile != "custom" else "quick", cfg.vae.dataset).n_test
+    n_variance = n_variance or variance_inputs(profile, cfg.vae.dataset)
     target = Path(record) if record else path / "metrics.json"
     if not record and not _writable(path):
         raise LsrError(f"{path} is read-only: cannot write metrics.json there. Pass --record FILE to write the "
@@ -289,7 +293,6 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     if classifier.config.dataset != cfg.vae.dataset:
         raise LsrError(f"the classifier was trained on {classifier.config.dataset!r} but this run is on "
                        f"{cfg.vae.dataset!r}; use a classifier of the same dataset")
-    n_variance = n_variance or min(len(data.test_x), SMOKE_VARIANCE if profile == "smoke" else 1000)
     rec = evaluate(run, data.test_x, data.test_y, classifier, clean=data.test_clean, k=k,
                    n_variance=n_variance, fid_weights=fid_weights, use_fid=use_fid,
                    device=device, progress=progress, command=command, profile=profile, settings=settings)

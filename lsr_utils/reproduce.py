@@ -33,13 +33,12 @@ from pathlib import Path
 
 import torch
 
-from . import paper
 from .classifier import classifier_finished, evaluation_classifier_config, train_classifier
 from .config import (GANConfig, VAEConfig, check_dataset_name, check_profile, default_profile, make_config,
-                     profile_sizes)
+                     profile_sizes, sweep_values)
 from .data import bind_data, load_data
 from .errors import LsrError
-from .evaluate import SMOKE_VARIANCE, evaluate_run, evaluation_settings, reusable_record
+from .evaluate import evaluate_run, evaluation_settings, reusable_record
 from .fid import find_weights
 from .files import atomic_write_bytes, atomic_write_json, make_dir, read_json
 from .jobs import LocalExecutor, Unit, describe_failure
@@ -55,13 +54,6 @@ NOTEBOOKS = ("01_figures_1_2", "02_figure_3_sharpness_fid", "03_beta_sweep", "04
              "05_random_samples", "06_appendix_a_elbo")
 SEEDS = (13, 14, 15)
 EXIT_OUT_OF_TIME = 3
-
-
-def sweep_values(profile: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The betas of Table 1 and the lambdas of Table 2 (the smoke profile keeps three of each, as its notebooks)."""
-    if profile == "smoke":
-        return (0.1, 1.0, 20.0), (0.1, 1.0, 10.0)
-    return paper.SWEEP_VALUES, paper.SWEEP_VALUES
 
 
 @dataclass
@@ -268,7 +260,8 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
 
     def evaluated(c: GANConfig, use_fid: bool = False) -> bool:  # a record the evaluation unit will reuse
         return reusable_record(run_path(c, data, out=lay.runs),
-                               evaluation_settings(sizes.n_test, use_fid=use_fid)) is not None
+                               evaluation_settings(sizes.n_test, n_variance=sizes.n_variance,
+                                                   use_fid=use_fid)) is not None
 
     def spread_done(cfgs) -> bool:  # the spread file, newer than the (reusable) records it was made from
         f = spread_path(lay.results, dataset, profile)
@@ -426,7 +419,8 @@ def measure_rates(device, stacked_members: int = 1, graphs: bool = False, steps:
 
 def estimate(p: Plan, rates: dict, dataset: str, profile: str) -> None:
     """Fill each row's estimated seconds from measured rates (training), and rough constants (the rest)."""
-    n_test = profile_sizes(profile, dataset).n_test or 10000
+    sizes = profile_sizes(profile, dataset)
+    n_test = sizes.n_test or 10000
     for row in p.rows:
         if row["status"] == "done":
             row["seconds"] = 0.0
@@ -437,7 +431,7 @@ def estimate(p: Plan, rates: dict, dataset: str, profile: str) -> None:
             # mostly decoding: K = 10 renderings by both decoders of each variance input, a few passes over the
             # test images; a decoder's forward pass (small batches) runs at about 5.5x the measured GAN training
             # rate (2-core CPU: 46 s for 1,000 test images at 100 LSR-GAN images/s)
-            n_var = min(n_test, SMOKE_VARIANCE if profile == "smoke" else 1000)
+            n_var = min(n_test, sizes.n_variance)
             one = (n_var * 10 * 2 + n_test * 6) / (5.5 * rates["gan"])
             row["seconds"] = one * (2 if row["unit"] == "seed-spread" else 1)
         elif row["kind"] == "classifier":

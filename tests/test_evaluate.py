@@ -6,7 +6,7 @@ import torch
 from lsr_utils.classifier import ClassifierConfig, classifier_config, train_classifier
 from lsr_utils.config import make_config
 from lsr_utils.errors import LsrError
-from lsr_utils.evaluate import collapse_check, evaluate_run
+from lsr_utils.evaluate import collapse_check, evaluate_run, variance_inputs
 from lsr_utils.report import write_report
 from lsr_utils.train import train_lsr_gan, train_vae
 
@@ -63,6 +63,17 @@ def test_evaluate_run_writes_all_metrics(trained):
                           n_test=300, k=3, n_variance=64,
                           reuse=False)
     assert forced["provenance"]["command"] == "forced"
+
+
+def test_the_sample_variance_is_measured_over_the_profiles_number_of_inputs(trained, tmp_path):
+    out, gan, clf = trained
+    assert [variance_inputs(p, "shapes") for p in ("smoke", "quick", "paper", "custom")] == [64, 250, 1000, 1000]
+    rec = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, n_test=300, k=3,
+                       record=tmp_path / "metrics.json")
+    # a custom run (this one) takes up to 1,000 inputs, here all 300; the settings say which default was applied,
+    # so a record made under another default is not reused
+    assert rec["settings"]["n_variance"] == 1000 and rec["values"]["variance_n"] == 300
+    assert rec["values"]["variance_vae"]["n"] == 300
 
 
 def test_evaluate_refuses_other_dataset_classifier_and_unfinished_runs(trained, tmp_path):

@@ -280,6 +280,21 @@ def test_ctrl_c_stops_the_submitit_jobs_in_flight(tmp_path):
     assert not marker.exists()
 
 
+def test_quick_profile_trains_six_of_the_papers_sweep_values_as_its_notebooks_do(tmp_path):
+    """The quick profile leaves beta and lambda 0.5 and 15 out (to fit 2 hours on a 2-core CPU); the plan and
+    notebooks 03-04 take the values from the one place, so the notebooks never train a run the plan left out."""
+    from lsr_utils.reproduce import plan
+
+    names = {u.name for u in plan("shapes", "quick", out=tmp_path, device="cpu", progress=False).units}
+    kept, left_out = ("0.01", "0.1", "1", "5", "10", "20"), ("0.5", "15")
+    assert all(f"vae-b{b}" in names and f"gan-b{b}-l1" in names and f"evaluate-b1-l{b}" in names for b in kept)
+    assert not any(n.endswith((f"b{v}", f"b{v}-l1", f"-l{v}")) for n in names for v in left_out)
+    for nb, var, i in (("03_beta_sweep", "betas", 0), ("04_lambda_sweep", "lams", 1)):
+        code = "".join("".join(c["source"]) for c in json.loads((ROOT / "notebooks" / f"{nb}.ipynb").read_text())
+                       ["cells"] if c["cell_type"] == "code")
+        assert f"{var} = list(sweep_values(ctx.profile)[{i}])" in code, nb
+
+
 def test_appendix_a_waits_only_for_the_vae_it_reuses(tmp_path):
     """Notebook 06 trains its own two VAEs and reuses Table 1's beta = 1 VAE: it depends on that training unit
     alone (so that it runs beside the rest under --jobs), while the other notebooks wait for every evaluation."""
