@@ -281,9 +281,9 @@ class Profile:
     # inputs of the sample-variance metric (Tables 1-2), K renderings by both decoders each: most of an
     # evaluation's time on a CPU; its standard error over inputs is recorded beside it
     n_variance: int = 1000
-    # the betas of Table 1 and the lambdas of Table 2 that the profile trains (None: the paper's 8 values)
-    betas: tuple | None = None
-    lams: tuple | None = None
+    # the betas of Table 1 and the lambdas of Table 2 that the profile trains
+    betas: tuple = paper.SWEEP_VALUES
+    lams: tuple = paper.SWEEP_VALUES
 
 
 QUICK_SWEEP = (0.01, 0.1, 1.0, 5.0, 10.0, 20.0)
@@ -332,7 +332,7 @@ def profile_sizes(profile: str | None, dataset: str = "shapes") -> Profile:
 def sweep_values(profile: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The betas of Table 1 and the lambdas of Table 2 that ``profile`` trains (the paper's 8 each, or a subset)."""
     p = PROFILES[check_profile(profile or default_profile())]
-    return tuple(p.betas or paper.SWEEP_VALUES), tuple(p.lams or paper.SWEEP_VALUES)
+    return p.betas, p.lams
 
 
 # The settings a user gives (CLI options, notebook parameters), each mapped once to the fields it sets in the
