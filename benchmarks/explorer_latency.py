@@ -23,7 +23,7 @@ def build_run(device):
 
     from lsr_utils.config import GANConfig, VAEConfig
     from lsr_utils.nn import Decoder, Discriminator, Encoder
-    from lsr_utils.train import GANRun, VAERun
+    from lsr_utils.runs import GANRun, VAERun
 
     torch.manual_seed(0)
     vcfg = VAEConfig(dataset="shapes")

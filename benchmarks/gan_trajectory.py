@@ -31,7 +31,6 @@ the end.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 
@@ -55,11 +54,10 @@ def main() -> None:
     from lsr_utils.config import infer_profile
     from lsr_utils.data import DeviceBatches, load_data
     from lsr_utils.metrics import accuracy, latent_spread, sharpness
-    from lsr_utils.nn import build_gan
     from lsr_utils.pixels import model_to_unit, uint8_to_model
-    from lsr_utils.runtime import adam, resolve_device, set_seed
-    from lsr_utils.steps import GANStep
-    from lsr_utils.train import GANRun, load_run
+    from lsr_utils.runs import GANRun, load_run
+    from lsr_utils.runtime import resolve_device
+    from lsr_utils.stage import build_stage
 
     t0 = time.monotonic()
     device = resolve_device(a.device)
@@ -89,17 +87,12 @@ def main() -> None:
         acc_prior_bn, _ = judged(_recalibrated(vae.decoder, cfg.vae.latent_dim, device, size=125)(mu))
         spread = latent_spread(mu.cpu(), logvar.cpu())
 
-    # stage 2 as lsr_utils.train._train and lsr_utils.loop.fit run it (CPU/GPU alike; no stacking)
-    set_seed(cfg.seed)
-    gen, disc = build_gan(cfg)
-    gen.load_state_dict(vae.decoder.state_dict())
-    gen, disc = (n.to(device).to(memory_format=torch.channels_last) for n in (gen, disc))
-    encoder = copy.deepcopy(vae.encoder).to(device).eval().to(memory_format=torch.channels_last)
-    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    opt_g = adam(gen.parameters(), cfg.lr, cfg.adam_betas, device)
-    opt_d = adam(disc.parameters(), cfg.lr, cfg.adam_betas, device)
-    step = GANStep([cfg], encoder, gen, disc, opt_g, opt_d, noise, device)
+    # stage 2 as lsr_utils.train trains it, from the kit's one builder (CPU/GPU alike; no stacking)
     batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=True)
+    stage = build_stage(cfg, device, total_steps=cfg.epochs * len(batches), encoders=[vae.encoder],
+                        decoders=[vae.decoder])
+    step, gen = stage.step, stage.models["generator"]
+    renderer = stage.models.get("generator_ema", gen)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     own = cfg.epochs * len(batches)
     steps = own if a.steps is None else a.steps
@@ -107,10 +100,10 @@ def main() -> None:
     rows = []
 
     def record(done: int) -> None:
-        gen.eval()
+        renderer.eval()
         with torch.no_grad():
-            acc, sharp = judged(gen(mu))
-        gen.train()
+            acc, sharp = judged(renderer(mu))
+        renderer.train()
         rows.append({"step": done, "lsr_gan_accuracy": round(acc, 1), "sharpness_ratio": round(sharp / sharp_vae, 2)})
         print(f"  step {done:5d}: G(mu(x)) classified correctly {acc:5.1f} %, sharpness {sharp / sharp_vae:4.2f}x "
               f"the VAE's", flush=True)
@@ -126,8 +119,8 @@ def main() -> None:
     while done < steps:
         perm = batches.permutation(shuffle)
         for i in range(len(batches)):
-            gen.train()
-            disc.train()
+            for m in stage.models.values():
+                m.train()
             step(batches.batch(perm, i), done)
             done += 1
             if done % a.every == 0 or done == steps:
@@ -137,7 +130,7 @@ def main() -> None:
     same = None
     if steps == own and not a.vae_snapshot:
         ref = run.generator.state_dict()
-        same = max(float((t.float() - ref[k].float()).abs().max()) for k, t in gen.state_dict().items()
+        same = max(float((t.float() - ref[k].float()).abs().max()) for k, t in renderer.state_dict().items()
                    if t.is_floating_point())
         print(f"  last step against the run's own generator: largest weight difference {same:.3g}")
     out = {"run": "/".join(run.path.parts[-3:]), "n_test": len(x), "vae_snapshot_epoch": snap.get("epoch")

@@ -44,28 +44,18 @@ def reference_rate(stage, device, steps, warmup, images_hwc):
 
 
 def kit_step(stage, device, members: int, captured: bool):
+    """The kit's step of a stage (the paper's CIFAR-10 configuration), from its one builder."""
     from lsr_utils.config import GANConfig, VAEConfig
-    from lsr_utils.nn import Decoder, Discriminator, Encoder, stack_members
-    from lsr_utils.runtime import adam
-    from lsr_utils.steps import CapturedStep, GANStep, VAEStep
+    from lsr_utils.nn import Decoder, Encoder
+    from lsr_utils.stage import build_stage
 
-    torch.manual_seed(13)
-    cl = torch.channels_last
-    wide = lambda net: (net if members == 1 else stack_members([net] * members)).to(device).to(memory_format=cl)  # noqa: E731
-    noise = torch.Generator(device=device).manual_seed(14)
-    cap = captured and device.type == "cuda"
+    graphs = captured and device.type == "cuda"
     if stage == "vae":
         cfgs = [VAEConfig(dataset="cifar10", beta=1.0 + i) for i in range(members)]
-        e, d = wide(Encoder()), wide(Decoder())
-        step = VAEStep(cfgs, e, d, adam(list(e.parameters()) + list(d.parameters()), 2e-4, (0.5, 0.999), device, cap),
-                       noise, device)
-    else:
-        cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10"), lam=1.0 + i) for i in range(members)]
-        g, di = wide(Decoder()), wide(Discriminator())
-        step = GANStep(cfgs, Encoder().to(device).eval().to(memory_format=cl), g, di,
-                       adam(g.parameters(), 2e-4, (0.5, 0.999), device, cap),
-                       adam(di.parameters(), 2e-4, (0.5, 0.999), device, cap), noise, device)
-    return CapturedStep(step) if cap else step
+        return build_stage(cfgs, device, total_steps=10 ** 6, graphs=graphs).step
+    cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10"), lam=1.0 + i) for i in range(members)]
+    return build_stage(cfgs, device, total_steps=10 ** 6, encoders=[Encoder().eval()], decoders=[Decoder()],
+                       graphs=graphs).step
 
 
 def kit_rate(stage, device, steps, warmup, images_chw, members=1, captured=False):
@@ -133,7 +123,7 @@ def main():
     single = "captured" if "captured" in med["vae"] else "eager"
     point = VAE_EPOCHS * PAPER_IMAGES / med["vae"][single] + GAN_EPOCHS * PAPER_IMAGES / med["gan"][single]
     res["projection"] = {"one_point_minutes": point / 60, "single_variant": single}
-    print(f"\nprojected, paper schedule (50,000 images, 100 VAE + 500 LSR-GAN epochs):")
+    print("\nprojected, paper schedule (50,000 images, 100 VAE + 500 LSR-GAN epochs):")
     print(f"  one (beta, lambda) point with the {single} step: {point / 60:.1f} min")
     if "stacked8" in med["vae"]:
         vaes = 8 * VAE_EPOCHS * PAPER_IMAGES / med["vae"]["stacked8"]

@@ -67,8 +67,8 @@ def main() -> None:
     from lsr_utils.data import load_data
     from lsr_utils.metrics import accuracy, latent_spread
     from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
+    from lsr_utils.runs import GANRun, load_run
     from lsr_utils.runtime import resolve_device
-    from lsr_utils.train import GANRun, load_run
 
     t0 = time.monotonic()
     device = resolve_device(a.device)

@@ -5,7 +5,7 @@
 
 One after another: M calls of ``train_vae`` (betas differ) or ``train_lsr_gan``
 (lambdas differ, one VAE). At once: one call of ``train_vae_sweep`` /
-``train_lsr_gan_sweep`` (one wide network, ``lsr_utils.stacked``). Both are
+``train_sweep(..., stack=True)`` (one wide network, sweep stacking in ``lsr_utils.nn``). Both are
 timed by step callbacks after ``--warmup`` steps and reported as member-steps
 of batch 32 per second (images per second summed over members), interleaved
 over ``--rounds``, with the median and the min-max range, then one JSON line.
@@ -40,7 +40,7 @@ def fresh_folder(tmp, vae):
 
 def one_round(stage, m, data, steps, warmup, device, tmp, vae):
     from lsr_utils.config import GANConfig, VAEConfig
-    from lsr_utils.train import train_lsr_gan, train_lsr_gan_sweep, train_vae, train_vae_sweep
+    from lsr_utils.train import train_lsr_gan, train_sweep, train_vae
 
     n = len(data.train_x)
     vcfg = VAEConfig(dataset="cifar10", epochs=1, n_train=n, batch_size=32)
@@ -48,7 +48,7 @@ def one_round(stage, m, data, steps, warmup, device, tmp, vae):
     out = {}
     # one after another
     seconds = 0.0
-    for i, val in enumerate(values):
+    for val in values:
         timer = StepTimer(warmup, steps, device)
         folder = fresh_folder(tmp, vae)
         if stage == "vae":
@@ -63,11 +63,11 @@ def one_round(stage, m, data, steps, warmup, device, tmp, vae):
     timer = StepTimer(warmup, steps, device)
     folder = fresh_folder(tmp, vae)
     if stage == "vae":
-        train_vae_sweep([vcfg.replace(beta=b) for b in values], data, out=folder, device=device, progress=False,
-                        callbacks=[timer], checkpoint_every_s=1e9)
+        train_sweep([vcfg.replace(beta=b) for b in values], data, out=folder, device=device, progress=False,
+                    callbacks=[timer], checkpoint_every_s=1e9, stack=True)
     else:
-        train_lsr_gan_sweep([GANConfig(vae=vcfg, epochs=1, lam=lam) for lam in values], data, vae=vae, out=folder,
-                            device=device, progress=False, callbacks=[timer], checkpoint_every_s=1e9)
+        train_sweep([GANConfig(vae=vcfg, epochs=1, lam=lam) for lam in values], data, vaes=[vae], out=folder,
+                    device=device, progress=False, callbacks=[timer], checkpoint_every_s=1e9, stack=True)
     out["batched"] = m * steps * 32 / (timer.t1 - timer.t0)
     return out
 
@@ -84,7 +84,8 @@ def main():
     from lsr_utils.config import VAEConfig
     from lsr_utils.data import ImageData
     from lsr_utils.progress import progress_bar
-    from lsr_utils.train import resolve_device, train_vae
+    from lsr_utils.runtime import resolve_device
+    from lsr_utils.train import train_vae
 
     device = resolve_device(a.device)
     if any(m < 2 or m > len(BETAS) for m in a.members):

@@ -42,8 +42,8 @@ def sync(device):
 
 def baseline(stage, images_hwc, steps, warmup, device, batch=32):
     """Images per second of the reference-style step over ``steps`` steps after ``warmup``."""
-    from lsr_utils.nn import Decoder, Discriminator, Encoder
     from benchmarks.reference import ReferenceGANStep, ReferenceVAEStep, reference_loader
+    from lsr_utils.nn import Decoder, Discriminator, Encoder
 
     torch.manual_seed(13)
     if stage == "vae":

@@ -4,29 +4,32 @@ Importing the package is cheap: it imports nothing but this file; each
 submodule is imported on first use (``lsr_utils.train``, ...). The modules,
 bottom to top (each imports only from those above it in this list):
 
-    errors, pixels, files, progress   messages, pixel ranges, atomic files, progress bars
-    config                            configurations, profiles, settings
+    errors, pixels, files, progress   messages, pixel ranges, atomic files and untrusted reads, progress bars
+    config                            configurations, profiles (everything a profile decides), recipes
+    settings                          what the environment sets, read only at the edges (lsr, a notebook's setup)
     nn                                the three networks, reparameterize, fold_batchnorm, sweep stacking
     losses                            eq. 2-5 and Appendix A
     paper                             the paper's numbers
     data                              datasets (one module per source), the cache, batches on the device
-    runtime                           device, seed, autocast, Adam, compile, Ctrl-C
-    runs                              run folders: status, config, lock, checkpoint, start, finish
-    loop                              the one training loop
-    steps                             the VAE and GAN steps (M stacked members), CUDA-graph capture
-    train                             the two stages and their sweeps; loading runs
+    runtime                           device, seed, autocast, Adam, compile, Ctrl-C and SIGTERM
+    runs                              run folders: status, config, lock, checkpoint, start, finish, loss log
+    steps                             one step of each stage in numbered phases; CUDA-graph capture
+    stage                             build_stage: the one place a stage's networks, optimisers and step are built
+    loop                              the one training loop: fit(folder, stage, batches, options)
+    train                             train_vae, train_lsr_gan (one run each), train_sweep
+    external                          any VAE (pythae, a module) as a frozen encoder; render_latent
     metrics, fid, classifier          the paper's metrics, FID, the classifier
     evaluate                          one evaluation record per run
     report, plotting, selfcheck       tables, figures, the step self-check
     notebook, widgets, demo, reproduce, cli   notebooks, the latent explorer, lsr demo, lsr reproduce, the lsr command
 """
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 import importlib
 
-_SUBMODULES = ("errors", "pixels", "files", "progress", "config", "nn", "losses", "paper", "data", "runtime", "runs",
-               "loop", "steps", "train", "metrics", "fid", "classifier", "evaluate", "report", "plotting",
-               "selfcheck", "notebook", "widgets", "demo", "reproduce", "cli")
+_SUBMODULES = ("errors", "pixels", "files", "progress", "config", "settings", "nn", "losses", "paper", "data",
+               "runtime", "runs", "steps", "stage", "loop", "train", "external", "metrics", "fid", "classifier",
+               "evaluate", "report", "plotting", "selfcheck", "notebook", "widgets", "demo", "reproduce", "cli")
 
 
 def __getattr__(name):

@@ -23,43 +23,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DATASET_GEOMETRY, ClassifierConfig, check_dataset_name
+from .config import ClassifierConfig, classifier_settings, measuring_profile
 from .data import DeviceBatches, ImageData, bind_data, load_data
 from .errors import LsrError
 from .fid import FeatureExtractor
-from .files import atomic_write_json, read_json
-from .loop import fit
+from .files import atomic_write_json, load_tensors, read_json
+from .loop import RunOptions, fit
 from .pixels import check_unit_images, uint8_to_model, unit_to_model
 from .progress import progress_bar
 from .runs import RunDir, load_state, run_dir
 from .runtime import resolve_device, set_seed
+from .stage import Stage
 
 
 def classifier_config(dataset: str, profile: str = "quick", **kw) -> ClassifierConfig:
-    """The classifier for a dataset and profile (smoke: 1 epoch on a subset; quick: a few epochs; paper: full)."""
-    size, channels = DATASET_GEOMETRY[check_dataset_name(dataset)]
-    n_classes = {"shapes": 4, "celeba": 1, "imagenet64": 1000}.get(dataset, 10)
-    sizes = {"smoke": dict(epochs=1, n_train=512), "quick": dict(epochs=4, n_train=None),
-             "paper": dict(epochs=16, n_train=None)}[profile]
-    if dataset == "shapes":  # small, easy images: a narrower net, smaller batches (100 % in 4 epochs of 5,000)
-        sizes = dict(epochs=1 if profile == "smoke" else 4, n_train=512 if profile == "smoke" else 5000,
-                     width=16, batch_size=64, lr=0.05)
-    base = dict(dataset=dataset, image_size=size, channels=channels, num_classes=n_classes, **sizes)
-    base.update(kw)
-    return ClassifierConfig(**base)
+    """The classifier of ``dataset`` as ``profile`` sizes it (lsr_utils.config.classifier_settings), with ``kw``."""
+    return ClassifierConfig(**{**classifier_settings(dataset, profile), **kw})
 
 
 def evaluation_classifier_config(dataset: str, profile: str) -> ClassifierConfig:
-    """The classifier ``lsr evaluate`` measures a run with, given the run's profile.
-
-    A measuring instrument, not a result: on real datasets every profile but
-    ``smoke`` uses the full (paper) classifier, so that a shortened CPU run is
-    still measured with a classifier that reaches the paper's 84 % on CIFAR-10.
-    On ``shapes`` the quick classifier already classifies raw images perfectly.
-    """
-    if profile == "smoke":
-        return classifier_config(dataset, "smoke")
-    return classifier_config(dataset, "quick" if dataset == "shapes" else "paper")
+    """The classifier ``lsr evaluate`` measures a run of ``profile`` with (lsr_utils.config.measuring_profile)."""
+    return classifier_config(dataset, measuring_profile(dataset, profile))
 
 
 def _conv_bn(cin: int, cout: int, pool: bool = False) -> nn.Sequential:
@@ -117,6 +101,7 @@ class ClassifierRun:
     config: ClassifierConfig
     model: SmallResNet
     metrics: dict
+    weights_sha256: str | None = None  # of weights.pt, as loaded
 
     @property
     def device(self) -> torch.device:
@@ -137,7 +122,7 @@ class ClassifierRun:
     def predict(self, images_unit: torch.Tensor, progress: bool = False) -> torch.Tensor:
         return self.logits(images_unit, progress=progress).argmax(1)
 
-    def feature_extractor(self) -> "ClassifierFeatures":
+    def feature_extractor(self) -> ClassifierFeatures:
         return ClassifierFeatures(self)
 
 
@@ -155,10 +140,6 @@ class ClassifierFeatures(FeatureExtractor):
         return self.run.model.features(unit_to_model(x))
 
 
-def classifier_dir(cfg: ClassifierConfig, out: str | Path = "runs") -> Path:
-    return run_dir(cfg, out)
-
-
 @torch.no_grad()
 def raw_test_accuracy(model: nn.Module, data: ImageData, device, batch_size: int = 500) -> float:
     """Fraction of the raw test images ``model`` classifies correctly."""
@@ -174,6 +155,14 @@ def _bound(cfg: ClassifierConfig, data: ImageData | None, data_root, progress: b
     if data is None:
         data = load_data(cfg.dataset, root=data_root, seed=cfg.data_seed, progress=progress,
                          n_train=cfg.n_train if cfg.dataset != "shapes" else (cfg.n_train or 10000))
+    # the classes come from the data (an image folder has as many as it has class folders); labels are checked
+    n_classes = max(len(data.classes), 1)
+    for split, y in (("training", data.train_y), ("test", data.test_y)):
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+            raise LsrError(f"{cfg.dataset}: {split} labels run from {int(y.min())} to {int(y.max())}, outside the "
+                           f"{n_classes} classes the data name; the dataset is damaged")
+    if n_classes != cfg.num_classes and cfg.dataset not in ("celeba", "imagenet64"):
+        cfg = cfg.replace(num_classes=n_classes)
     return bind_data(cfg, data)
 
 
@@ -182,6 +171,41 @@ def classifier_finished(cfg: ClassifierConfig, *, out: str | Path = "runs", data
     """Whether :func:`train_classifier` would reuse a finished classifier of ``cfg`` in ``out`` (loads the data)."""
 
     return RunDir(run_dir(_bound(cfg, None, data_root, progress)[0], out)).status == "finished"
+
+
+def build_classifier_stage(cfg: ClassifierConfig, device, *, total_steps: int) -> Stage:
+    """The classifier's network, SGD optimiser, one-cycle schedule, augmentation noise and step."""
+    set_seed(cfg.seed)
+    model = SmallResNet(channels=cfg.channels, num_classes=cfg.num_classes, width=cfg.width).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=True)
+    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+
+    def lr_at(step: int) -> float:  # one cycle: linear warm-up over 20 %, then cosine to zero
+        warm = max(1, int(0.2 * total_steps))
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
+
+    def step(batch, global_step):
+        x, y = batch
+        if cfg.augment:
+            x = _augment(x, noise)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(global_step)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return torch.stack([loss.detach(), (logits.detach().argmax(1) == y).float().mean()])
+
+    step.names = ("loss", "train_accuracy")
+    return Stage("classifier", [cfg], {"model": model}, {"sgd": opt}, step, noise)
 
 
 def train_classifier(cfg: ClassifierConfig, data: ImageData | None = None, *, out: str | Path = "runs",
@@ -201,41 +225,10 @@ def train_classifier(cfg: ClassifierConfig, data: ImageData | None = None, *, ou
         announce(folder.path.name)
     with folder.lock(wait=wait):
         started = folder.start(cfg, "classifier", device, fresh)
-        set_seed(cfg.seed)
-        model = SmallResNet(channels=cfg.channels, num_classes=cfg.num_classes, width=cfg.width).to(device)
-        model = model.to(memory_format=torch.channels_last)
-        decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-        no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-        opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=cfg.momentum,
-                              nesterov=True)
         batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=True, labels=data.train_y)
-        total_steps = cfg.epochs * len(batches)
-        noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-
-        def lr_at(step: int) -> float:  # one cycle: linear warm-up over 20 %, then cosine to zero
-            warm = max(1, int(0.2 * total_steps))
-            if step < warm:
-                return cfg.lr * (step + 1) / warm
-            return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
-
-        def step(batch, global_step):
-            x, y = batch
-            if cfg.augment:
-                x = _augment(x, noise)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(global_step)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return torch.stack([loss.detach(), (logits.detach().argmax(1) == y).float().mean()])
-
-        history = fit(folder, kind="classifier", epochs=cfg.epochs, seed=cfg.seed, models={"model": model},
-                      optims={"sgd": opt}, step=step, names=("loss", "train_accuracy"), batches=batches,
-                      device=device, noise=noise, progress=progress, checkpoint_every_s=checkpoint_every_s,
-                      bar_names=2)
+        stage = build_classifier_stage(cfg, device, total_steps=cfg.epochs * len(batches))
+        history = fit(folder, stage, batches, RunOptions(progress=progress, checkpoint_every_s=checkpoint_every_s))
+        model = stage.models["model"]
         model = model.to(memory_format=torch.contiguous_format)
         metrics = {"test_accuracy": raw_test_accuracy(model, data, device), "n_test": len(data.test_x),
                    "n_train": len(data.train_x), "train_seconds": history.get("seconds"), "device": str(device),
@@ -253,8 +246,10 @@ def load_classifier(path: str | Path, device=None) -> ClassifierRun:
     if kind != "classifier":
         raise LsrError(f"{folder.path}: a {kind} run, not a classifier")
     model = SmallResNet(channels=cfg.channels, num_classes=cfg.num_classes, width=cfg.width)
-    load_state(model, folder.load_weights().get("model"), folder / "weights.pt", "classifier")
-    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
-    if not isinstance(metrics, dict):
-        raise LsrError(f"{folder / 'metrics.json'}: not a mapping; the run folder is damaged")
-    return ClassifierRun(folder.path, cfg, model.to(resolve_device(device)).eval(), metrics)
+    weights, sha = load_tensors(folder / "weights.pt", "weights file", with_hash=True)
+    if folder.run_info().get("weights_sha256") not in (None, sha):
+        raise LsrError(f"{folder / 'weights.pt'}: not the weights this classifier finished with (SHA-256 differs)")
+    load_state(model, weights.get("model"), folder / "weights.pt", "classifier")
+    metrics = read_json(folder / "metrics.json", "classifier record", dict, root=folder.path) \
+        if (folder / "metrics.json").exists() else {}
+    return ClassifierRun(folder.path, cfg, model.to(resolve_device(device)).eval(), metrics, sha)

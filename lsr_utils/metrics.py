@@ -17,8 +17,8 @@ else is refused with a message. Units:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ class Stat:
     unit: str = ""
 
     @classmethod
-    def of(cls, values: torch.Tensor, unit: str = "") -> "Stat":
+    def of(cls, values: torch.Tensor, unit: str = "") -> Stat:
         v = values.detach().double().flatten().cpu()
         n = v.numel()
         if n == 0:
@@ -50,7 +50,7 @@ class Stat:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def percent(self, unit: str) -> "Stat":
+    def percent(self, unit: str) -> Stat:
         """A fraction as a percentage (mean, s.e. and s.d. times 100), with its unit."""
         return Stat(100 * self.mean, 100 * self.sem, 100 * self.std, self.n, unit)
 
@@ -73,8 +73,9 @@ def squared_errors(images: torch.Tensor, references: torch.Tensor) -> torch.Tens
     return (a - b).pow(2).flatten(1).sum(1)
 
 
-def mse(images: torch.Tensor, references: torch.Tensor) -> Stat:
-    """Reconstruction error, per-image sum of squared errors on [0, 1] (Tables 1, 2; Figure 5a)."""
+def sum_squared_error(images: torch.Tensor, references: torch.Tensor) -> Stat:
+    """The paper's "MSE" of Tables 1, 2 and Figure 5a: the per-image *sum* of squared errors on [0, 1] (records
+    keep the paper's name, ``mse_*``)."""
     return Stat.of(squared_errors(images, references), "sum of squared errors per image, [0,1] scale")
 
 

@@ -219,7 +219,7 @@ class Discriminator(nn.Module):
         super().__init__()
         _check_geometry(image_size, channels, 1)
         self.image_size, self.channels = image_size, channels
-        lrelu = lambda: nn.LeakyReLU(0.2)  # noqa: E731
+        lrelu = lambda: nn.LeakyReLU(0.2)
         self.net = nn.Sequential(
             nn.Conv2d(channels, 32, 4, 2, 1, bias=False), lrelu(),
             nn.Conv2d(32, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), lrelu(),
@@ -281,7 +281,7 @@ def _fold_into(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
     layer.bias = nn.Parameter(bias.to(w.dtype), requires_grad=False)
 
 
-def fold_batchnorm(encoder: "Encoder") -> "Encoder":
+def fold_batchnorm(encoder: Encoder) -> Encoder:
     """A frozen inference copy of ``encoder`` with each BatchNorm folded into the layer before it.
 
     In eval mode a BatchNorm is a fixed per-channel affine map, so conv-then-BN
@@ -326,13 +326,13 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_vae(cfg) -> tuple["Encoder", "Decoder"]:
+def build_vae(cfg) -> tuple[Encoder, Decoder]:
     """The encoder and decoder of a :class:`~lsr_utils.config.VAEConfig` (Table 3), freshly initialised."""
     kw = dict(image_size=cfg.image_size, channels=cfg.channels, latent_dim=cfg.latent_dim)
     return Encoder(**kw), Decoder(**kw)
 
 
-def build_gan(cfg) -> tuple["Decoder", "Discriminator"]:
+def build_gan(cfg) -> tuple[Decoder, Discriminator]:
     """The generator (the VAE decoder's architecture) and discriminator of a :class:`~lsr_utils.config.GANConfig`."""
     v = cfg.vae
     return (Decoder(image_size=v.image_size, channels=v.channels, latent_dim=v.latent_dim),

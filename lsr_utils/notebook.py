@@ -5,7 +5,8 @@ In a notebook::
     ctx = setup(profile=profile, name="03_beta_sweep")   # after the `parameters` cell
 
 ``ctx`` resolves the profile (the ``parameters`` value, else ``$LSR_PROFILE``,
-else ``smoke`` under CI, else ``quick``) and the folders: runs go to
+else ``smoke`` under CI, else ``quick``: :func:`setup` is the notebook's edge,
+where the environment is read, :mod:`lsr_utils.settings`) and the folders: runs go to
 ``<project>/runs``; figures and results to ``<project>/figures`` and
 ``<project>/results``, except in the ``smoke`` profile, whose outputs go to
 ``<project>/runs/_smoke/`` so that a test run never overwrites the committed
@@ -26,14 +27,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import check_dataset_name, check_profile, default_profile, make_config, profile_sizes
+from .config import PROFILES, check_dataset_name, check_profile, make_config, profile_sizes
 from .data import load_data
 from .errors import LsrError
 from .files import atomic_write_json, make_dir, read_json
 from .jobs import LocalExecutor, Unit
 from .report import write_report
 from .runs import environment, now
-
+from .settings import from_environment, install
 
 SAMPLE_DATASETS = ("shapes", "mnist", "cifar10", "celeba", "imagenet64")  # Figures 8 and 9, and the kit's own
 
@@ -59,6 +60,9 @@ class Context:
     figures: Path
     results: Path
     data_root: Path | None = None
+    manifest: str | None = None    # a file the evaluations append their records to (lsr reproduce, lsr sweep)
+    progress: bool = True
+    fid_weights: str | None = None
 
     def figure(self, stem: str) -> Path:
         return self.figures / stem
@@ -89,15 +93,15 @@ class Context:
 
         v = (cfg or self.config(dataset)).vae
         return load_data(v.dataset, root=self.data_root, n_train=v.n_train, n_test=self.n_test(v.dataset),
-                         seed=v.data_seed)
+                         seed=v.data_seed, progress=self.progress)
 
     def datasets(self, given=None) -> list[str]:
-        """The datasets a notebook over several (05) draws: ``given``, else ``$LSR_DATASETS`` (comma-separated;
-        ``lsr reproduce`` sets it to the dataset it reproduces, whose runs its plan counts), else those of the
-        paper's Figures 8-9 and ``shapes`` (each skipped with a message where it is not on disk)."""
+        """The datasets a notebook over several (05) draws: ``given`` (a list, or names separated by commas; ``lsr
+        reproduce`` gives the dataset it reproduces, whose runs its plan counts), else those of the paper's Figures
+        8-9 and ``shapes`` (each skipped with a message where it is not on disk)."""
 
-        if given is None and os.environ.get("LSR_DATASETS"):
-            given = [n.strip() for n in os.environ["LSR_DATASETS"].split(",") if n.strip()]
+        if isinstance(given, str):
+            given = [n.strip() for n in given.split(",") if n.strip()]
         names = list(given) if given is not None else list(SAMPLE_DATASETS)
         for n in names:
             check_dataset_name(n)
@@ -118,11 +122,10 @@ class Context:
 
 
 def find_data_root(data_root: str | Path | None, root: Path) -> Path | None:
-    """The data folder: the argument, else $LSR_DATA_ROOT, else <project>/data, else ../shared/data beside it."""
+    """The data folder: the argument (or $LSR_DATA_ROOT, read by setup), else <project>/data, else ../shared/data
+    beside it."""
     if data_root:
         return Path(data_root)
-    if os.environ.get("LSR_DATA_ROOT"):
-        return Path(os.environ["LSR_DATA_ROOT"])
     for cand in (root / "data", root.parent / "shared" / "data"):
         if cand.is_dir():
             return cand
@@ -130,24 +133,26 @@ def find_data_root(data_root: str | Path | None, root: Path) -> Path | None:
 
 
 def setup(*, profile: str | None = None, name: str = "notebook", root: str | Path | None = None,
-          data_root: str | Path | None = None, out: str | Path | None = None) -> Context:
+          data_root: str | Path | None = None, out: str | Path | None = None, manifest: str | None = None,
+          environ=None) -> Context:
     """A notebook's context: its profile (argument, else ``$LSR_PROFILE``, else ``smoke`` under CI, else ``quick``)
     and folders: the project's ``runs/``, ``figures/``, ``results/`` (smoke-profile figures and results go to
     ``runs/_smoke/``, never over the committed ones), or ``<out>/runs``, ``<out>/figures``, ``<out>/results``."""
-    profile = check_profile(profile) if profile else default_profile()
+    env = install(from_environment(os.environ if environ is None else environ))  # the notebook's edge
+    profile = check_profile(profile) if profile else env.profile
     root = Path(root).resolve() if root else project_root()
     if out is not None:
         base = Path(out).resolve()
         runs, figures, results = base / "runs", base / "figures", base / "results"
-    elif profile == "smoke":
+    elif PROFILES[profile].plumbing_only:
         runs = root / "runs"
         figures, results = runs / "_smoke" / "figures", runs / "_smoke" / "results"
     else:
         runs, figures, results = root / "runs", root / "figures", root / "results"
     for p in (runs, figures, results):
         make_dir(p)
-    os.environ.setdefault("LSR_PROGRESS", "1")
-    return Context(name, profile, root, runs, figures, results, find_data_root(data_root, root))
+    return Context(name, profile, root, runs, figures, results, find_data_root(data_root or env.data_root, root),
+                   manifest=manifest, progress=env.progress, fid_weights=env.fid_weights)
 
 
 def write_results(ctx: Context, stem: str, record: dict, *, claims: list[dict] | None = None,
@@ -193,6 +198,49 @@ def trend(first: dict, second: dict, direction: str, z: float = 2.0, spread: flo
     if abs(diff) <= z * se:
         return WITHIN_NOISE
     return (diff > 0) == (direction == "up")
+
+
+def sweep_trend(xs, stats, direction: str, z: float = 2.0, spread: float = 0.0) -> tuple:
+    """Did a value go ``"up"`` or ``"down"`` along a whole sweep (``xs``: its betas or lambdas; ``stats``: a dict
+    with ``mean`` and ``sem`` at each)? Returns ``(verdict, evidence)``.
+
+    Judged on every point, not the two ends: the slope of a weighted least-squares line of the value over
+    log10(x), each point weighted by 1 / (sem^2 + spread^2) (its test-image error and the training noise, the
+    run-to-run s.d. over seeds), with the slope's standard error from the same weights. True when the slope has
+    that sign and exceeds ``z`` standard errors, False when it has the other sign and exceeds them, else
+    ``WITHIN_NOISE``. The evidence also gives Spearman's rank correlation of the points (descriptive).
+    """
+    import math
+
+    if direction not in ("up", "down"):
+        raise LsrError(f"trend direction must be 'up' or 'down', got {direction!r}")
+    pts = [(math.log10(x), s["mean"], (s.get("sem") or 0.0) ** 2 + spread ** 2) for x, s in zip(xs, stats)
+           if x > 0 and s is not None and math.isfinite(s["mean"])]
+    if len(pts) < 3:
+        return None, f"{len(pts)} points: too few for a trend"
+    floor = max(1e-12, 1e-6 * max(abs(p[1]) for p in pts) ** 2)
+    w = [1.0 / max(v, floor) for _, _, v in pts]
+    sw = sum(w)
+    xm = sum(wi * p[0] for wi, p in zip(w, pts)) / sw
+    ym = sum(wi * p[1] for wi, p in zip(w, pts)) / sw
+    sxx = sum(wi * (p[0] - xm) ** 2 for wi, p in zip(w, pts))
+    slope = sum(wi * (p[0] - xm) * (p[1] - ym) for wi, p in zip(w, pts)) / sxx
+    se = (1.0 / sxx) ** 0.5
+
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        for k, i in enumerate(order):
+            r[i] = float(k)
+        return r
+
+    rx, ry = ranks([p[0] for p in pts]), ranks([p[1] for p in pts])
+    n = len(pts)
+    rho = 1 - 6 * sum((a - b) ** 2 for a, b in zip(rx, ry)) / (n * (n * n - 1))
+    verdict = WITHIN_NOISE if abs(slope) <= z * se else (slope > 0) == (direction == "up")
+    values = ", ".join(f"{p[1]:.4g}" for p in pts)
+    return verdict, (f"slope {slope:+.3g} ± {se:.2g} per decade of {len(pts)} points ({values}); Spearman "
+                     f"{rho:+.2f}" + ("" if spread else "; training noise not measured"))
 
 
 def claim(where: str, text: str, reproduced, evidence: str) -> dict:
@@ -286,7 +334,7 @@ def run_notebook(notebook: str, target: str, params: dict, manifest: str | None 
     """A unit of work (:mod:`lsr_utils.jobs`): execute ``notebook`` into ``target`` with ``params``.
 
     Writes ``<target>.done`` when it finished; evaluation records made or
-    reused on the way are listed in ``manifest`` (see :func:`record_manifest`).
+    reused on the way are listed in ``manifest`` (passed to the notebook as its ``manifest`` parameter).
     A failure keeps the executed copy and reports the cell that failed.
     """
     target_p = Path(target)
@@ -294,22 +342,14 @@ def run_notebook(notebook: str, target: str, params: dict, manifest: str | None 
     if marker.exists() and target_p.exists():
         return {"status": "done", "message": "already done", "value": "skipped"}
     t0 = time.monotonic()
-    old = os.environ.get("LSR_MANIFEST")
-    if manifest:
-        os.environ["LSR_MANIFEST"] = manifest  # inherited by the notebook's kernel
     try:
-        execute(notebook, target_p, params, cwd=Path(notebook).parent)
+        given = {"manifest": manifest} if manifest and "manifest" in notebook_parameters(notebook) else {}
+        execute(notebook, target_p, {**params, **given}, cwd=Path(notebook).parent)
     except LsrError:
         raise
     except Exception as e:  # papermill's PapermillExecutionError and kernel deaths
         error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}" if str(e).strip() else type(e).__name__
         return {"status": "error", "message": f"{_failed_cell(target_p)}; {error}; kept for inspection: {target}"}
-    finally:
-        if manifest:
-            if old is None:
-                os.environ.pop("LSR_MANIFEST", None)
-            else:
-                os.environ["LSR_MANIFEST"] = old
     marker.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1), "params": params}, default=str))
     return {"status": "done", "message": f"{time.monotonic() - t0:.0f} s", "value": "ran"}
 

@@ -27,10 +27,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import paper
-from .config import PROFILES, make_config
+from .config import CUSTOM, PROFILES, TrainConfig
 from .data import DATASETS
 from .errors import LsrError
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, read_json
 from .runs import environment, now
 
 TABLE1_ROWS = ("mse_vae", "mse_lsr_gan", "variance_vae", "variance_lsr_gan", "absolute_vae", "absolute_lsr_gan",
@@ -80,6 +80,21 @@ def _sem(x: float) -> str:
     return f"{x:.1e}"
 
 
+def md_text(value, limit: int = 300) -> str:
+    """Text from a record (untrusted) as inert Markdown: one line, bounded, with the characters that would make a
+    link or an image, emphasis, code, a raw HTML tag or a table cell's end escaped."""
+    text = " ".join(str(value).split())[:limit]
+    text = text.replace("\\", "\\\\")
+    for ch in "`*_[]<|":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def md_code(value, limit: int = 300) -> str:
+    """Text from a record shown as inline code: one line, bounded, no backtick to break out of it."""
+    return "`" + " ".join(str(value).split())[:limit].replace("`", "'") + "`"
+
+
 def _cell_paper(cell) -> str:
     if cell is None:
         return ""
@@ -90,17 +105,18 @@ def _cell_paper(cell) -> str:
 
 
 def _read_json(f: Path, warn=None):
-    """The parsed file, or None where it cannot be read (the report skips it, with a warning)."""
+    """The parsed file (the one validated reader: regular file, limits), or None where it cannot be read (the report
+    skips it, naming it and why)."""
     try:
-        return json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return read_json(f, "evaluation record", damaged="skipped")
+    except LsrError as e:
         if warn:
-            warn(f"{f}: skipped, not readable JSON ({type(e).__name__})")
+            warn(f"{str(e)[:300]}" + ("" if "skipped" in str(e) else "; skipped"))
         return None
 
 
 # the seed a table shows where a point was trained with several (the profile's, the reference's: 13)
-REFERENCE_SEED = make_config("quick").seed
+REFERENCE_SEED = TrainConfig().seed
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
 
 
@@ -124,7 +140,7 @@ def record_problem(r) -> str | None:
         return f"missing {', '.join(missing)}"
     if r["dataset"] not in DATASETS:
         return f"unknown dataset {str(r['dataset'])[:60]!r}"
-    if r["profile"] not in (*PROFILES, "custom"):
+    if r["profile"] not in (*PROFILES, CUSTOM):
         return f"unknown profile {str(r['profile'])[:60]!r}"
     for k in ("beta", "lam"):
         if not _number(r[k]) or r[k] < 0:
@@ -132,7 +148,7 @@ def record_problem(r) -> str | None:
     if not isinstance(r["run"], str) or len(Path(r["run"]).parts) < 2 or \
             not all(_SAFE_NAME.match(p) for p in Path(r["run"]).parts[-2:]):
         return f"run {str(r['run'])[:80]!r} does not end in two safe folder names"
-    real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731  (NaN allowed)
+    real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # (NaN allowed)
     if not isinstance(r["values"], dict) or not all(
             (isinstance(v, dict) and real(v.get("mean")) and (v.get("sem") is None or real(v["sem"]))) or real(v)
             for v in r["values"].values()):
@@ -160,17 +176,31 @@ def _checked(found: list, source: Path, warn) -> list[dict]:
 
 
 def load_records(runs: str | Path = "runs", warn=None) -> list[dict]:
-    """Evaluation records (``metrics.json``) of the runs under ``runs``; bad ones are skipped with a warning."""
+    """Evaluation records (``metrics.json``) of the runs under ``runs``; bad ones are skipped with a warning, and so
+    is a record that does not carry the SHA-256 of the weights its run folder holds (made of other weights)."""
+    from .evaluate import run_weights
+
     recs = []
     for f in sorted(Path(runs).rglob("metrics.json")):
         d = _read_json(f, warn)
-        if isinstance(d, dict) and "values" in d:  # classifier runs keep a metrics.json of another kind
-            if "seed" not in d:  # a record written before records named their seed: the run's config says it
-                cfg = _read_json(f.parent / "config.json")  # unreadable: the seed stays unknown, the record is kept
-                seed = (cfg.get("config") or {}).get("seed") if isinstance(cfg, dict) else None
-                if isinstance(seed, int) and not isinstance(seed, bool):
-                    d["seed"] = seed
-            recs += _checked([d], f, warn)
+        if not (isinstance(d, dict) and "values" in d):  # classifier runs keep a metrics.json of another kind
+            continue
+        if "seed" not in d:  # a record written before records named their seed: the run's config says it
+            cfg = _read_json(f.parent / "config.json")  # unreadable: the seed stays unknown, the record is kept
+            seed = (cfg.get("config") or {}).get("seed") if isinstance(cfg, dict) else None
+            if isinstance(seed, int) and not isinstance(seed, bool):
+                d["seed"] = seed
+        checked = _checked([d], f, warn)
+        if not checked:
+            continue
+        held = run_weights(f.parent)
+        bound = d.get("weights") if isinstance(d.get("weights"), dict) else {}
+        if held is None or {k: bound.get(k) for k in held} != held:
+            if warn:
+                warn(f"{f}: skipped, it does not measure the weights this run folder holds (no SHA-256 of them, "
+                     f"or others); run `lsr evaluate {f.parent}` again")
+            continue
+        recs += checked
     return recs
 
 
@@ -259,7 +289,7 @@ def build_tables(records: list[dict]) -> dict[tuple[str, str], dict]:
         groups[(r["dataset"], r["profile"])].append(r)
     out = {}
     for (dataset, profile), recs in sorted(groups.items()):
-        def find(beta, lam):
+        def find(beta, lam, recs=recs):
             # several runs of one point (other seeds, for the training noise): the reference seed's, else the latest
             hits = [r for r in recs if abs(r["beta"] - beta) < 1e-9 and abs(r["lam"] - lam) < 1e-9]
             reference = [r for r in hits if r.get("seed") == REFERENCE_SEED]
@@ -267,7 +297,7 @@ def build_tables(records: list[dict]) -> dict[tuple[str, str], dict]:
 
         with_paper = dataset == "cifar10"
 
-        def cell(rec, key, table, value):
+        def cell(rec, key, table, value, with_paper=with_paper):
             kit = _cell_kit(rec, key)
             if not with_paper:
                 return kit
@@ -319,8 +349,9 @@ def write_report(runs: str | Path | None = "runs", out: str | Path = "results", 
         recs = merge_records(_checked(list(records), Path("records given"), warn))
     else:
         recs = merge_records(load_records(runs, warn) + archived_records(out, warn))
-    if not include_smoke and any(r["profile"] != "smoke" for r in recs):
-        recs = [r for r in recs if r["profile"] != "smoke"]
+    plumbing = {n for n, p in PROFILES.items() if p.plumbing_only}
+    if not include_smoke and any(r["profile"] not in plumbing for r in recs):
+        recs = [r for r in recs if r["profile"] not in plumbing]
     if not recs:
         raise LsrError(f"no evaluated runs under {runs} and none kept in {out / 'records'}: "
                        "run `lsr evaluate RUN_DIR` on LSR-GAN runs first")
@@ -358,9 +389,10 @@ def write_report(runs: str | Path | None = "runs", out: str | Path = "results", 
             env = prov.get("environment") if isinstance(prov.get("environment"), dict) else {}
             hw = env.get("cuda_device") if env.get("cuda_device") not in (None, "cpu") else \
                 f"CPU ({env.get('processor')}, {env.get('cpu_threads')} threads)"
-            md.append(f"| `{r['run']}` | {r['beta']:g} | {r['lam']:g} | {r.get('seed', '?')} | "
-                      f"{r.get('n_train') or 'all'} | {r.get('vae_epochs', '?')}/{r.get('gan_epochs', '?')} | "
-                      f"{r.get('n_test', '?')} | {hw} | `{prov.get('command', '?')}` | {prov.get('evaluated', '?')} |")
+            md.append(f"| {md_code(r['run'])} | {r['beta']:g} | {r['lam']:g} | {md_text(r.get('seed', '?'))} | "
+                      f"{md_text(r.get('n_train') or 'all')} | {md_text(r.get('vae_epochs', '?'))}/"
+                      f"{md_text(r.get('gan_epochs', '?'))} | {md_text(r.get('n_test', '?'))} | {md_text(hw)} | "
+                      f"{md_code(prov.get('command', '?'))} | {md_text(prov.get('evaluated', '?'))} |")
         md.append("")
     md += ["Environment of this report: " + json.dumps({k: v for k, v in environment().items()
                                                        if k in ('lsr_version', 'torch', 'python')}), ""]
@@ -404,13 +436,14 @@ def write_claims(results: str | Path = "results", out: str | Path | None = None)
           "seeds, `results/seed_spread_<dataset>_<profile>.json`, where measured); smaller differences read "
           "\"within noise\". The evidence column says which training noise was used.", "",
           "| where in the paper | claim | notebook (profile) | verdict | evidence | kit figure |", "|---|---|---|---|---|---|"]
-    for nb, profile, src, c, figs in rows:
-        links = ", ".join(f"[{Path(g).name}](../figures/{Path(g).name})" for g in figs) or "-"
-        cell = lambda t: str(t).replace("|", "\\|")  # noqa: E731  (q(z|x) inside a table cell)
+    safe_figure = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(png|pdf|svg)$")
+    for nb, profile, _src, c, figs in rows:
+        names = [Path(g).name for g in figs]
+        links = ", ".join(f"[{n}](../figures/{n})" for n in names if safe_figure.match(n)) or "-"
         verdict = c["reproduced"]
-        verdict = word.get(verdict, cell(verdict)) if isinstance(verdict, (bool, str, type(None))) else "?"
-        md.append(f"| {cell(c['where'])} | {cell(c['claim'])} | `{nb}` ({profile}) | {verdict} | "
-                  f"{cell(c['evidence'])} | {links} |")
+        verdict = word.get(verdict, md_text(verdict)) if isinstance(verdict, (bool, str, type(None))) else "?"
+        md.append(f"| {md_text(c['where'])} | {md_text(c['claim'])} | {md_code(nb)} ({md_text(profile)}) | {verdict} | "
+                  f"{md_text(c['evidence'], 600)} | {links} |")
     n_ok = sum(1 for r in rows if r[3]["reproduced"] is True)
     md += ["", f"{n_ok} of {len(rows)} claims reproduced.", ""]
     path = Path(out) if out else results / "claims.md"

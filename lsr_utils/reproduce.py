@@ -25,7 +25,9 @@ checkpoint when the time is up.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -34,21 +36,30 @@ from pathlib import Path
 import torch
 
 from .classifier import classifier_finished, evaluation_classifier_config, train_classifier
-from .config import (GANConfig, VAEConfig, check_dataset_name, check_profile, default_profile, make_config,
-                     profile_sizes, sweep_values)
+from .config import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    GANConfig,
+    VAEConfig,
+    check_dataset_name,
+    check_profile,
+    make_config,
+    profile_sizes,
+    sweep_values,
+)
 from .data import bind_data, load_data
 from .errors import LsrError
 from .evaluate import evaluate_run, evaluation_settings, reusable_record
 from .fid import find_weights
 from .files import atomic_write_bytes, atomic_write_json, make_dir, read_json
 from .jobs import LocalExecutor, Unit, describe_failure
-from .nn import Decoder, Discriminator, Encoder, stack_members
+from .nn import build_vae
 from .notebook import manifest_records, project_root, run_notebook
 from .report import write_report
 from .runs import RunDir, environment, now
-from .runtime import adam, device_name, resolve_device
-from .steps import CapturedStep, GANStep, VAEStep
-from .train import run_path, train_lsr_gan, train_vae
+from .runtime import device_name, resolve_device
+from .stage import build_stage
+from .train import run_path, train_sweep
 
 NOTEBOOKS = ("01_figures_1_2", "02_figure_3_sharpness_fid", "03_beta_sweep", "04_lambda_sweep",
              "05_random_samples", "06_appendix_a_elbo")
@@ -68,7 +79,7 @@ class Layout:
     in_place: bool  # the project's own notebooks are executed in place (their committed outputs)
 
     @classmethod
-    def of(cls, out: str | Path | None, profile: str, dataset: str) -> "Layout":
+    def of(cls, out: str | Path | None, profile: str, dataset: str) -> Layout:
 
         root = project_root(Path(__file__).resolve().parent)  # the checkout the kit runs from: its notebooks
         if not (root / "notebooks" / f"{NOTEBOOKS[0]}.ipynb").is_file():
@@ -77,8 +88,9 @@ class Layout:
                            "(pip install -e .)")
         if out is None:
             runs = root / "runs"
-            base = runs / "_smoke" if profile == "smoke" else root
-            in_place = profile != "smoke" and dataset == "shapes"
+            plumbing = PROFILES[profile].plumbing_only
+            base = runs / "_smoke" if plumbing else root
+            in_place = not plumbing and dataset == "shapes"
             return cls(root, runs, base / "figures", base / "results",
                        root / "notebooks" if in_place else runs / "reproduce" / f"{dataset}-{profile}", in_place)
         out = Path(out).resolve()
@@ -97,8 +109,7 @@ def train_vaes_unit(spec: dict) -> dict:
     """Train (or reuse) VAEs: one, or a stacked group."""
 
     cfgs = [VAEConfig.from_dict(c) for c in spec["cfgs"]]
-    runs = train_vae(cfgs if len(cfgs) > 1 else cfgs[0], data_root=spec.get("data_root"), **_options(spec))
-    runs = runs if isinstance(runs, list) else [runs]
+    runs = train_sweep(cfgs, data_root=spec.get("data_root"), **_options(spec))
     return {"status": "done", "message": ", ".join(r.path.name for r in runs)}
 
 
@@ -106,8 +117,7 @@ def train_gans_unit(spec: dict) -> dict:
     """Train (or reuse) LSR-GANs on their finished VAEs: one, or a stacked group."""
 
     cfgs = [GANConfig.from_dict(c) for c in spec["cfgs"]]
-    runs = train_lsr_gan(cfgs if len(cfgs) > 1 else cfgs[0], data_root=spec.get("data_root"), **_options(spec))
-    runs = runs if isinstance(runs, list) else [runs]
+    runs = train_sweep(cfgs, data_root=spec.get("data_root"), **_options(spec))
     return {"status": "done", "message": ", ".join(r.path.name for r in runs)}
 
 
@@ -173,10 +183,11 @@ def notebook_unit(spec: dict) -> dict:
 
 
 def run_in_place(notebook: str, profile: str, manifest: str | None = None, dataset: str = "shapes") -> dict:
-    """Execute a notebook of the project in place with its default parameters and ``$LSR_PROFILE`` (no injected cell).
+    """Execute a notebook of the project in place: its own cells, with the reproduction's ``profile``, ``dataset``
+    (notebook 05 draws only it: the plan counts its runs) and ``manifest`` given as its parameters.
 
-    ``$LSR_DATASETS`` keeps notebook 05 to ``dataset``, whose runs the plan counts (by default it would also train
-    every other dataset it finds on disk, work the plan neither lists nor times).
+    They are given in a cell after the ``parameters`` cell, run and then removed, so the committed notebook keeps
+    its own cells, with the outputs of this reproduction.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -184,9 +195,15 @@ def run_in_place(notebook: str, profile: str, manifest: str | None = None, datas
 
     path = Path(notebook)
     nb = nbformat.read(str(path), as_version=4)
-    env = {"LSR_PROFILE": profile, "LSR_DATASETS": dataset, **({"LSR_MANIFEST": manifest} if manifest else {})}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    given = {"profile": profile, "manifest": manifest}
+    where = next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if where is None:
+        raise LsrError(f"{path}: no cell tagged 'parameters'; the kit's notebooks all have one")
+    names = set(re.findall(r"^(\w+)\s*=", "".join(nb.cells[where].source), flags=re.M))
+    if "datasets" in names:
+        given["datasets"] = [dataset]
+    injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in given.items() if k in names))
+    nb.cells.insert(where + 1, injected)
     t0 = time.monotonic()
     try:
         NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
@@ -194,11 +211,7 @@ def run_in_place(notebook: str, profile: str, manifest: str | None = None, datas
     except CellExecutionError as e:
         return {"status": "error", "message": f"{path.name}: {str(e).strip().splitlines()[-1][:300]}"}
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        nb.cells.remove(injected)
 
     atomic_write_bytes(path, nbformat.writes(nb).encode())
     return {"status": "done", "message": f"{time.monotonic() - t0:.0f} s"}
@@ -226,7 +239,7 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
     """The units that reproduce the paper for ``dataset`` in ``profile``, in dependency order."""
 
 
-    profile = check_profile(profile or default_profile())
+    profile = check_profile(profile or DEFAULT_PROFILE)
     check_dataset_name(dataset)
     dev = torch.device(device)
     stacked = dev.type == "cuda" if stacked is None else stacked
@@ -284,7 +297,7 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
             cfgs=list(t1.values()), what=f"Table 1: {len(betas)} LSR-GANs, lambda 1 (stacked)")
         rest = [c for lam, c in t2.items() if lam != 1.0]
         add("gans-table2", train_gans_unit, {**common, "cfgs": [c.to_dict() for c in rest]}, ["vaes"], cfgs=rest,
-            what=f"Table 2: {len(rest)} LSR-GANs, lambda in {_list(l for l in lams if l != 1)}, beta 1 (stacked)")
+            what=f"Table 2: {len(rest)} LSR-GANs, lambda in {_list(x for x in lams if x != 1)}, beta 1 (stacked)")
         gan_unit = {("b", b): "gans-table1" for b in betas} | {("l", lam): "gans-table2" for lam in lams if lam != 1}
     else:
         gan_unit = {}
@@ -381,39 +394,34 @@ def _steps_left(cfg, data, runs) -> int:
 
 # ----------------------------------------------------------------------------- estimate
 def measure_rates(device, stacked_members: int = 1, graphs: bool = False, steps: int = 6,
-                  precision: str = "fp32") -> dict:
-    """Images per second of one VAE step and one GAN step at batch 32 on ``device`` (a short warm-up).
+                  cfg: GANConfig | None = None) -> dict:
+    """Images per second of one VAE step and one GAN step on ``device`` (a short warm-up), for the plan's estimate.
 
-    In the arithmetic the plan's runs use (``precision``: bf16 is about 2x faster on a bf16-capable CPU).
+    Built from ``cfg`` (the plan's own configuration, its recipe and arithmetic included) by the kit's one builder.
     """
     dev = torch.device(device)
     m = stacked_members
-    x = torch.rand(32, 3, 32, 32, device=dev).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
-    noise = torch.Generator(device=dev).manual_seed(0)
-    cfgs = [GANConfig(vae=VAEConfig(beta=1.0 + i, precision=precision), lam=1.0 + i, precision=precision)
-            for i in range(m)]
-    enc, dec = Encoder(), Decoder()
-    wide = lambda net: (net if m == 1 else stack_members([net] * m)).to(dev).to(memory_format=torch.channels_last)  # noqa: E731
-    e, d = wide(enc), wide(dec)
-    vae = VAEStep([c.vae for c in cfgs], e, d, adam(list(e.parameters()) + list(d.parameters()), 2e-4,
-                                                    (0.5, 0.999), dev, graphs), noise, dev)
-    g, di = wide(Decoder()), wide(Discriminator())
-    gan = GANStep([c for c in cfgs], Encoder().to(dev).eval().to(memory_format=torch.channels_last), g, di,
-                  adam(g.parameters(), 2e-4, (0.5, 0.999), dev, graphs), adam(di.parameters(), 2e-4, (0.5, 0.999),
-                                                                               dev, graphs), noise, dev)
+    cfg = cfg or GANConfig(vae=VAEConfig())
+    x = torch.rand(cfg.batch_size, cfg.vae.channels, cfg.vae.image_size, cfg.vae.image_size, device=dev).mul(2)\
+        .sub(1).contiguous(memory_format=torch.channels_last)
+    cfgs = [cfg.replace(vae=cfg.vae.replace(beta=1.0 + i), lam=1.0 + i) for i in range(m)]
+    vae = build_stage([c.vae for c in cfgs], dev, total_steps=10 ** 6, graphs=graphs)
+    encoder, decoder = build_vae(cfg.vae)
+    gan = build_stage(cfgs if m == 1 else [c.replace(vae=cfg.vae) for c in cfgs], dev, total_steps=10 ** 6,
+                      encoders=[encoder.eval()], decoders=[decoder], graphs=graphs)
     out = {}
-    for name, step in (("vae", vae), ("gan", gan)):
-        step = CapturedStep(step) if graphs else step
-        for _ in range(2 + (4 if graphs else 0)):
-            step(x)
+    for name, stage in (("vae", vae), ("gan", gan)):
+        step = stage.step
+        for i in range(2 + (4 if graphs else 0)):
+            step(x, 10 ** 5 + i)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        for _ in range(steps):
-            step(x)
+        for i in range(steps):
+            step(x, 10 ** 5 + i)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        out[name] = m * 32 * steps / (time.perf_counter() - t0)
+        out[name] = m * cfg.batch_size * steps / (time.perf_counter() - t0)
     return out
 
 
@@ -539,12 +547,12 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
               progress: bool = True, command: str | None = None, only: list[str] | None = None, say=print) -> int:
     """Plan, print the plan, then run what is left. Returns the exit status (3: the budget ran out)."""
 
-    profile = check_profile(profile or default_profile())
+    profile = check_profile(profile or DEFAULT_PROFILE)
     check_dataset_name(dataset)
     dev = resolve_device(device)
     if graphs and dev.type != "cuda":
         raise LsrError("--graphs needs a CUDA device; drop --graphs on this machine")
-    if budget is not None and budget <= 0:
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise LsrError(f"--budget must be a positive number of minutes, got {budget:g}")
     executor = executor or LocalExecutor()
     stacked = dev.type == "cuda"
@@ -556,7 +564,7 @@ def reproduce(*, dataset: str = "shapes", data_root=None, profile: str | None = 
     p = select_units(full, only)
     t0 = time.monotonic()
     rates = measure_rates(dev, stacked_members=len(sweep_values(profile)[0]) if stacked else 1, graphs=graphs,
-                          precision=make_config(profile, dataset=dataset).vae.precision)
+                          cfg=make_config(profile, dataset=dataset))
     warm = time.monotonic() - t0
     estimate(p, rates, dataset, profile)
     for u, row in zip(p.units, p.rows):

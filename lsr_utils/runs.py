@@ -22,12 +22,23 @@ inside its VAE's folder, so a lambda sweep shares one VAE.
 :mod:`lsr_utils.loop`): a dict of tensors and plain values, loaded with
 ``weights_only=True``::
 
-    {"lsr_version": str, "kind": "vae" | "gan" | "classifier" | "<kind>-sweep",
-     "epoch": int, "pos": int,                 # next epoch, next batch within it
-     "models": {name: state_dict}, "optims": {name: optimiser state_dict},
-     "history": dict,                          # lists of floats (see loop.py)
-     "shuffle_state": ByteTensor,              # CPU generator at the start of the epoch
-     "noise_state": ByteTensor, "torch_rng": ByteTensor}
+    {"lsr_version": str,                       # the kit that wrote it
+     "kind": "vae" | "gan" | "classifier" | "vae-sweep" | "gan-sweep",
+     "epoch": int, "pos": int,                 # the next epoch (0-based) and the next batch within it
+     "epochs": int, "batches": int,            # the run's epochs and batches per epoch (checked on resume:
+                                               #   0 <= epoch <= epochs, 0 <= pos < batches)
+     "models": {name: state_dict},             # every network the stage trains (lsr_utils.stage.Stage.models)
+     "optims": {name: optimiser state_dict},   # every optimiser (Stage.optims)
+     "history": dict,                          # the history so far (layout: lsr_utils.loop)
+     "log_window": [[float]],                  # values read back since the last logged step (< log_every rows)
+     "epoch_sums": [float],                    # sums of this epoch's values so far, one per name
+     "shuffle_state": ByteTensor,              # the CPU shuffling generator at the start of the epoch
+     "noise_state": ByteTensor,                # the step's noise generator (z, eps) now
+     "torch_rng": ByteTensor}                  # torch's global CPU generator now
+
+Besides, a run writes its per-step losses as they are logged to
+``losses.csv`` (``step,name,...``) and, where ``tensorboard`` is installed,
+to TensorBoard event files in ``tb/`` (:class:`LossLog`).
 
 Every file here is untrusted input when it comes from elsewhere: weights and
 checkpoints load as tensors only (:func:`lsr_utils.files.load_tensors`), and
@@ -37,11 +48,13 @@ the file.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,13 +63,31 @@ import torch
 from . import __version__
 from .config import ClassifierConfig, GANConfig, VAEConfig, config_diff
 from .errors import LsrError
-from .files import atomic_torch_save, atomic_write_json, io_problem, load_tensors, make_dir, read_json
+from .files import (
+    NUMBER,
+    Opt,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_tensors,
+    make_dir,
+    open_regular,
+    present,
+    read_json,
+    schema_problem,
+    sha256_file,
+)
 from .nn import Decoder, Discriminator, Encoder, build_gan, build_vae
 from .runtime import resolve_device
 
 CONFIG_CLASSES = {"vae": VAEConfig, "gan": GANConfig, "classifier": ClassifierConfig}
-CHECKPOINT_KEYS = ("kind", "epoch", "pos", "models", "optims", "history", "shuffle_state", "noise_state",
-                   "torch_rng")
+# What each JSON file of a run folder must hold (lsr_utils.files.read_json checks it; other keys are allowed).
+RUN_SCHEMA = {"status": str, "started": Opt(str), "reason": Opt(str), "train_seconds": Opt((int, float, type(None))),
+              "weights_sha256": Opt(str), "vae_weights_sha256": Opt(str)}
+CONFIG_SCHEMA = {"kind": str, "config": dict}
+HISTORY_SCHEMA = {"epoch": Opt({"*": [NUMBER]}), "steps": Opt({"*": [NUMBER]}), "seconds": Opt((int, float, type(None)))}
+CHECKPOINT_KEYS = ("kind", "epoch", "pos", "models", "optims", "history", "log_window", "epoch_sums",
+                   "shuffle_state", "noise_state", "torch_rng")
 
 
 def config_hash(d: dict) -> str:
@@ -70,6 +101,8 @@ def _fmt(x: float) -> str:
 def run_name(cfg) -> str:
     """The folder name of a configuration: kind, its swept value, its epochs and the hash of all of it."""
     h = config_hash(cfg.to_dict())
+    if isinstance(cfg, VAEConfig) and cfg.source:
+        return f"ext-{re.sub(r'[^a-z0-9]+', '-', cfg.source.lower()).strip('-')[:40]}-{h}"
     if isinstance(cfg, VAEConfig):
         return f"vae-b{_fmt(cfg.beta)}-e{cfg.epochs}-{h}"
     if isinstance(cfg, GANConfig):
@@ -124,33 +157,43 @@ class RunDir:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
+    def remove_stale_temporaries(self) -> None:
+        """Remove what an atomic write killed mid-way (kill -9) left behind: ``.<name>.tmp<pid>`` files. Called
+        with the lock held, so no write of this folder is in progress."""
+        for p in list(self.path.glob(".*.tmp*")) + list(self.path.glob("snapshots/.*.tmp*")):
+            if p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+
+    def refuse_links(self) -> None:
+        """Refuse a run folder that is itself a symbolic link, or whose files or sub-folders are (checked before
+        anything is written there; every file is opened with O_NOFOLLOW besides)."""
+        if self.path.is_symlink():
+            raise LsrError(f"{self.path}: refused: this run folder is a symbolic link; copy the run itself here")
+
     # ------------------------------------------------------------------ reading
     def run_info(self) -> dict:
-        d = read_json(self / "run.json", "run.json")
-        if not isinstance(d, dict) or not isinstance(d.get("status"), str):
-            raise LsrError(f"{self / 'run.json'}: not a lsr-kit run record (no status); the run folder is damaged")
-        return d
+        return read_json(self / "run.json", "run record", RUN_SCHEMA, root=self.path)
 
     @property
     def status(self) -> str:
-        if (self / "run.json").is_file():
+        if present(self / "run.json"):
             try:
                 info = self.run_info()
             except LsrError:
                 return "damaged"
             if info["status"] == "failed":
                 return "failed"
-            if info["status"] == "finished" and (self / "weights.pt").is_file():
+            if info["status"] == "finished" and present(self / "weights.pt"):
                 return "finished"
-        return "running" if (self / "checkpoint.pt").is_file() else "new"
+        return "running" if present(self / "checkpoint.pt") else "new"
 
     def read_config(self):
         """(kind, configuration) from config.json; a wrong shape is "run folder damaged", naming the file."""
         f = self / "config.json"
-        if not f.is_file():
+        if not present(f):
             raise LsrError(f"{self.path}: not a run folder (no config.json)")
-        d = read_json(f, "config.json")
-        if not isinstance(d, dict) or d.get("kind") not in CONFIG_CLASSES or not isinstance(d.get("config"), dict):
+        d = read_json(f, "run configuration", CONFIG_SCHEMA, root=self.path)
+        if d["kind"] not in CONFIG_CLASSES:
             raise LsrError(f"{f}: not a lsr-kit run configuration (needs 'kind' and 'config'); the run folder is "
                            f"damaged")
         try:
@@ -163,7 +206,7 @@ class RunDir:
 
     def check_config(self, cfg) -> None:
         """Refuse to continue a folder whose saved configuration differs from ``cfg``."""
-        if not (self / "config.json").is_file():
+        if not present(self / "config.json"):
             return
         _, saved = self.read_config()
         diff = config_diff(saved.to_dict(), cfg.to_dict())
@@ -173,17 +216,14 @@ class RunDir:
 
     def history(self) -> dict:
         f = self / "history.json"
-        if not f.is_file():
+        if not present(f):
             return {}
-        h = read_json(f, "history.json")
-        if not isinstance(h, dict):
-            raise LsrError(f"{f}: not a training history (expected a mapping); the run folder is damaged")
-        return h
+        return read_json(f, "training history", HISTORY_SCHEMA, root=self.path)
 
     def require_finished(self) -> None:
         if not self.path.is_dir():
             raise LsrError(f"{self.path}: no such run folder")
-        if not (self / "config.json").is_file():
+        if not present(self / "config.json"):
             raise LsrError(f"{self.path}: not a run folder (no config.json)")
         status = self.status
         if status == "finished":
@@ -204,21 +244,37 @@ class RunDir:
     def load_weights(self) -> dict:
         return load_tensors(self / "weights.pt", "weights file")
 
-    def load_checkpoint(self, kind: str) -> dict | None:
-        """The checkpoint's contents, checked for shape; None when there is none."""
+    def load_checkpoint(self, kind: str, *, epochs: int | None = None, batches: int | None = None,
+                        names: tuple[str, ...] | None = None) -> dict | None:
+        """The checkpoint's contents, checked for shape and against the run (``epochs``, ``batches`` per epoch,
+        the step's value ``names``); None when there is none."""
         f = self / "checkpoint.pt"
-        if not f.is_file():
+        if not present(f):
             return None
         ck = load_tensors(f, "checkpoint")
+        if "pending_rows" in ck.get("history", {}):  # written by kit 0.2: the same values under other names
+            ck["log_window"] = ck["history"].pop("pending_rows")
+            ck["epoch_sums"] = ck["history"].pop("epoch_partial", None)
+        damaged = "the run folder is damaged (delete checkpoint.pt to start over, or pass --fresh)"
         missing = [k for k in CHECKPOINT_KEYS if k not in ck]
         if missing:
-            raise LsrError(f"{f}: lacks {', '.join(missing)}; the run folder is damaged (delete checkpoint.pt to "
-                           f"start over, or pass --fresh)")
+            raise LsrError(f"{f}: lacks {', '.join(missing)}; {damaged}")
         if ck["kind"] != kind:
             raise LsrError(f"{f}: a {ck['kind']!r} checkpoint where a {kind!r} one was expected")
-        if not isinstance(ck["models"], dict) or not isinstance(ck["optims"], dict) or \
-                not isinstance(ck["history"], dict) or not all(isinstance(ck[k], int) for k in ("epoch", "pos")):
-            raise LsrError(f"{f}: its entries have the wrong types; the run folder is damaged")
+        bad = schema_problem({k: ck[k] for k in ("epoch", "pos", "history", "log_window", "epoch_sums")},
+                             {"epoch": int, "pos": int, "history": {"epoch": {"*": [NUMBER]},
+                                                                    "steps": {"*": [NUMBER]}},
+                              "log_window": [[NUMBER]], "epoch_sums": [NUMBER]})
+        if bad or not isinstance(ck["models"], dict) or not isinstance(ck["optims"], dict) or \
+                not all(isinstance(ck[k], torch.Tensor) for k in ("shuffle_state", "noise_state", "torch_rng")):
+            raise LsrError(f"{f}: its entries have the wrong types ({bad or 'models, optims or states'}); {damaged}")
+        if epochs is not None and not 0 <= ck["epoch"] <= epochs or batches is not None and not (
+                0 <= ck["pos"] < batches) or ck["epoch"] == epochs and ck["pos"] != 0:
+            raise LsrError(f"{f}: claims epoch {ck['epoch']}, batch {ck['pos']}, but this run has {epochs} epochs of "
+                           f"{batches} batches; {damaged}")
+        if names is not None and (len(ck["epoch_sums"]) != len(names) or any(len(r) != len(names)
+                                                                             for r in ck["log_window"])):
+            raise LsrError(f"{f}: its logged values do not match this run's ({len(names)} per step); {damaged}")
         return ck
 
     def save_checkpoint(self, state: dict) -> None:
@@ -233,23 +289,23 @@ class RunDir:
         except ImportError:  # no flock (Windows): no lock
             yield self
             return
+        self.refuse_links()
         make_dir(self.path)
-        try:
-            f = open(self / ".lock", "a+")
-        except OSError as e:
-            raise io_problem(e, self / ".lock", "create") from None
+        # never through a link: a received folder whose .lock points elsewhere must not make us write there
+        f = open_regular(self / ".lock", "lock file", root=self.path, write=True, create=True)
         try:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 f.seek(0)
-                holder = f.read().strip() or "another process"
+                holder = f.read(200).decode("utf-8", "replace").strip() or "another process"
                 raise LsrError(f"{self.path} is being trained by {holder}; wait for it to finish (rerun then, "
                                f"or add --wait to wait here), or stop that process first") from None
             f.seek(0)
             f.truncate()
-            f.write(f"process {os.getpid()} on {platform.node()} since {now()}")
+            f.write(f"process {os.getpid()} on {platform.node()} since {now()}".encode())
             f.flush()
+            self.remove_stale_temporaries()
             yield self
         finally:
             f.close()  # closing releases the lock (also when the process dies)
@@ -286,18 +342,112 @@ class RunDir:
         return started
 
     def finish(self, weights: dict, history: dict, device, started: str, **extra) -> None:
-        """Write the weights and history, then mark the run finished (the order makes a crash harmless)."""
+        """Write the weights and history, then mark the run finished (the order makes a crash harmless).
+
+        run.json records the SHA-256 of weights.pt, so that the weights are bound to this configuration: a folder
+        whose weights were swapped for another run's is refused when loaded (:func:`load_vae_run`)."""
         atomic_torch_save(self / "weights.pt", {"lsr_version": __version__, **weights})
+        sha = sha256_file(self / "weights.pt", "weights file")
         atomic_write_json(self / "history.json", history)
         atomic_write_json(self / "run.json", {"status": "finished", "started": started, "finished": now(),
                                               "train_seconds": history.get("seconds"), "device": str(device),
-                                              **extra, **environment()})
+                                              "weights_sha256": sha, **extra, **environment()})
         (self / "checkpoint.pt").unlink(missing_ok=True)
 
     def fail(self, reason: str, device, started: str) -> None:
         """Mark the run failed (never reused); its last checkpoint stays for inspection."""
         atomic_write_json(self / "run.json", {"status": "failed", "reason": reason, "started": started,
                                               "failed": now(), "device": str(device), **environment()})
+
+
+class LossLog:
+    """A run's per-step losses where researchers look for them: ``losses.csv`` (always) and TensorBoard event files
+    in ``tb/`` (where the ``tensorboard`` package is installed; the reference logged with tensorboardX).
+
+    ``steps``: the history's ``"steps"`` table (``{"step": [...], name: [...]}``), which the CSV is rewritten from
+    (atomically) at every checkpoint and at the end, so it always matches what was kept. Event files are written as
+    values are logged; a resumed run discards the events after its checkpoint (TensorBoard's ``purge_step``).
+    """
+
+    def __init__(self, folder: RunDir, steps: dict, names: tuple[str, ...], first_step: int = 0,
+                 enabled: bool = True):
+        self.folder, self.steps, self.names, self.enabled = folder, steps, names, enabled
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard not installed: the CSV only
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.folder.refuse_links()
+                self.tb = SummaryWriter(str(folder / "tb"), purge_step=first_step + 1 if first_step else None)
+
+    def add(self, step: int, values: dict) -> None:
+        if self.tb is not None:
+            for name, v in values.items():
+                self.tb.add_scalar(name, v, step)
+
+    def flush(self) -> None:
+        if not self.enabled:
+            return
+        write_loss_csv(self.folder / "losses.csv", self.steps, self.names)
+        if self.tb is not None:
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+def write_loss_csv(path: Path, steps: dict, names) -> None:
+    """The per-step losses of a history's ``"steps"`` table as CSV: ``step,<name>,...``, one row per logged step."""
+    names = [n for n in names if n in steps]
+    rows = ["step," + ",".join(names)]
+    for i, st in enumerate(steps.get("step", [])):
+        rows.append(f"{st}," + ",".join(repr(float(steps[n][i])) for n in names))
+    atomic_write_bytes(path, ("\n".join(rows) + "\n").encode())
+
+
+def read_loss_csv(folder: str | Path) -> dict:
+    """A run's ``losses.csv`` as a history (``{"steps": {"step": [...], name: [...]}, "epoch": ...}``), for
+    plotting: what a researcher finds in the run folder, read back (a regular file, at most 64 MB, numbers
+    only)."""
+    from .files import read_regular
+
+    path = Path(folder) / "losses.csv"
+    text = read_regular(path, "loss log", max_bytes=64 << 20).decode("utf-8", "replace").splitlines()
+    if not text or not text[0].startswith("step"):
+        raise LsrError(f"{path}: not a loss log (no 'step' header)")
+    names = text[0].split(",")
+    cols = {n: [] for n in names}
+    for i, line in enumerate(text[1:], start=2):
+        cells = line.split(",")
+        try:
+            values = [float(c) for c in cells]
+        except ValueError:
+            raise LsrError(f"{path}: line {i} is not numbers") from None
+        if len(values) != len(names):
+            raise LsrError(f"{path}: line {i} has {len(values)} values for {len(names)} columns")
+        for n, v in zip(names, values):
+            cols[n].append(v)
+    cols["step"] = [int(s) for s in cols["step"]]
+    # a run shorter than one log window (50 steps) has no row: its per-epoch means stand in (history.json)
+    return {"steps": cols, "epoch": RunDir(folder).history().get("epoch", {})}
+
+
+def write_loss_events(folder: Path, steps: dict, names) -> None:
+    """A finished history's per-step losses as TensorBoard event files in ``folder/tb`` (a stacked member's run,
+    whose values were logged under the sweep's names); nothing where tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    with SummaryWriter(str(Path(folder) / "tb")) as tb:
+        for i, st in enumerate(steps.get("step", [])):
+            for n in names:
+                if n in steps:
+                    tb.add_scalar(n, steps[n][i], st)
 
 
 def find_runs(out: str | Path = "runs", kind: str | None = None, finished_only: bool = True) -> list[Path]:
@@ -327,6 +477,7 @@ class VAERun:
     decoder: Decoder
     history: dict = field(default_factory=dict)
     reused: bool = True  # False when this call trained it
+    weights_sha256: str | None = None  # of weights.pt, as loaded
 
     @property
     def device(self) -> torch.device:
@@ -353,6 +504,7 @@ class GANRun:
     discriminator: Discriminator
     history: dict = field(default_factory=dict)
     reused: bool = True  # False when this call trained it
+    weights_sha256: str | None = None  # of weights.pt, as loaded
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
@@ -366,42 +518,79 @@ def require(folder: RunDir, what: str = "the run") -> Path:
     return folder.path
 
 
-def _load(path, kind: str, nets: dict, device) -> tuple:
+def _load(path, kind: str, nets, device) -> tuple:
     folder = RunDir(path)
     folder.require_finished()
     found, cfg = folder.read_config()
     if found != kind:
         raise LsrError(f"{folder.path}: a {found} run, not a{'n LSR-GAN' if kind == 'gan' else ' VAE'} run")
-    w = folder.load_weights()
+    w, sha = load_tensors(folder / "weights.pt", "weights file", with_hash=True)
+    info = folder.run_info()
+    if info.get("weights_sha256") not in (None, sha):
+        raise LsrError(f"{folder / 'weights.pt'}: not the weights this run finished with (their SHA-256 differs from "
+                       f"the one in run.json); the folder holds another run's weights and is refused")
     built = nets(cfg)
-    for name, net in zip(("encoder", "decoder") if kind == "vae" else ("generator", "discriminator"), built):
-        load_state(net, w.get(name), folder / "weights.pt", name)
+    names = ("encoder", "decoder") if kind == "vae" else ("generator", "discriminator")
+    for name, net in zip(names, built):
+        # a generator with a moving average of its weights renders with the average (GANConfig.ema)
+        key = "generator_ema" if name == "generator" and getattr(cfg, "ema", 0) and "generator_ema" in w else name
+        load_state(net, w.get(key), folder / "weights.pt", key)
     # channels_last, as in training: a CPU's convolutions run about 1.5x faster on it (same values up to rounding)
-    return folder, cfg, [net.to(device).to(memory_format=torch.channels_last).eval() for net in built]
+    return folder, cfg, [net.to(device).to(memory_format=torch.channels_last).eval() for net in built], sha, info
 
 
-def load_vae_run(path: str | Path, device=None) -> VAERun:
+def load_vae_run(path: str | Path, device=None, **external) -> VAERun:
+    """A finished VAE run: the kit's own, or a VAE trained elsewhere that a run folder binds (``external``: what
+    rebuilding it needs, see :func:`lsr_utils.external.load_external`)."""
     device = resolve_device(device)
-    folder, cfg, (enc, dec) = _load(path, "vae", build_vae, device)
-    return VAERun(folder.path, cfg, enc, dec, folder.history())
+    folder = RunDir(path)
+    folder.require_finished()
+    kind, cfg = folder.read_config()
+    if kind == "vae" and cfg.source:
+        from .external import load_external
+
+        return load_external(folder, cfg, device, **external)
+    folder, cfg, (enc, dec), sha, _ = _load(path, "vae", build_vae, device)
+    return VAERun(folder.path, cfg, enc, dec, folder.history(), weights_sha256=sha)
 
 
-def load_gan_run(path: str | Path, device=None, vae: VAERun | None = None) -> GANRun:
-    """A finished LSR-GAN run with its VAE (the run folder it lives in, unless ``vae`` is given)."""
+def load_gan_run(path: str | Path, device=None, vae: VAERun | None = None, *, generator=None,
+                 discriminator=None, **external) -> GANRun:
+    """A finished LSR-GAN run with its VAE (the run folder it lives in, unless ``vae`` is given). ``generator``,
+    ``discriminator``: the networks of a run trained with networks given in Python (their architectures cannot be
+    rebuilt from a folder)."""
     device = resolve_device(device)
-    folder, cfg, (gen, disc) = _load(path, "gan", build_gan, device)
-    vae = vae or load_vae_run(folder.path.parent, device)
+    vae = vae or load_vae_run(Path(path).parent, device, **external)
+
+    def nets(cfg):
+        g, d = build_gan(cfg)
+        if cfg.generator == "vae-decoder":
+            if vae.decoder is None:
+                raise LsrError(f"{path}: its generator is the VAE's own decoder, and that VAE has none")
+            g = copy.deepcopy(vae.decoder).cpu()
+        for name, given in (("generator", generator), ("discriminator", discriminator)):
+            if getattr(cfg, name) == "custom" and given is None:
+                raise LsrError(f"{path}: this run's {name} is a network given in Python, which the kit cannot "
+                               f"rebuild from a folder; load it with load_gan_run(path, {name}=<that network>)")
+        return (copy.deepcopy(generator) if cfg.generator == "custom" else g,
+                copy.deepcopy(discriminator) if cfg.discriminator == "custom" else d)
+
+    folder, cfg, (gen, disc), sha, info = _load(path, "gan", nets, device)
     if {**vae.config.to_dict(), "data_id": None} != {**cfg.vae.to_dict(), "data_id": None}:
         raise LsrError(f"{folder.path}: this LSR-GAN was trained on another VAE than {vae.path}; the runs folder is "
                        f"damaged or rearranged")
-    return GANRun(folder.path, cfg, vae, gen, disc, folder.history())
+    if info.get("vae_weights_sha256") not in (None, vae.weights_sha256):
+        raise LsrError(f"{folder.path}: this LSR-GAN was trained on a VAE with other weights than those in "
+                       f"{vae.path / 'weights.pt'}; refusing to pair them")
+    return GANRun(folder.path, cfg, vae, gen, disc, folder.history(), weights_sha256=sha)
 
 
-def load_run(path: str | Path, device=None) -> VAERun | GANRun:
-    """Load a finished VAE or LSR-GAN run from its folder (any folder a kit wrote, old ones included)."""
+def load_run(path: str | Path, device=None, **external) -> VAERun | GANRun:
+    """Load a finished VAE or LSR-GAN run from its folder (any folder a kit wrote, old ones included).
+    ``external``: what a VAE trained elsewhere needs to be rebuilt (``trust_pickles``, or its ``encoder``)."""
     path = Path(path).resolve()
     RunDir(path).require_finished()
     kind, _ = RunDir(path).read_config()
     if kind == "classifier":
         raise LsrError(f"{path}: a classifier run, not a VAE or LSR-GAN run")
-    return load_vae_run(path, device) if kind == "vae" else load_gan_run(path, device)
+    return load_vae_run(path, device, **external) if kind == "vae" else load_gan_run(path, device, **external)

@@ -134,24 +134,43 @@ def maybe_compile(module: torch.nn.Module, on: bool, device: torch.device) -> to
     return torch.compile(module, dynamic=False)
 
 
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s)
+
+
 class StopRequest:
-    """Turns the first Ctrl-C into a request to stop after the current step (the second one kills)."""
+    """Turns the first Ctrl-C, or a SIGTERM (what ``timeout``, docker, systemd and SLURM send before a kill, and on
+    preemption), into a request to stop after the current step; a second one of the same kind acts as before."""
 
     def __init__(self):
         self.requested = False
-        self._old = None
+        self.signal = None
+        self._old = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.getsignal(signal.SIGINT)
+            for sig in STOP_SIGNALS:
+                self._old[sig] = signal.getsignal(sig)
 
-            def handler(signum, frame):
-                self.requested = True
-                signal.signal(signal.SIGINT, self._old)
+                def handler(signum, frame, sig=sig):
+                    self.requested, self.signal = True, signum
+                    signal.signal(sig, self._old[sig])
 
-            signal.signal(signal.SIGINT, handler)
+                signal.signal(sig, handler)
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+def terminate_as_interrupt() -> None:
+    """At an edge (the lsr command): SIGTERM stops the command as Ctrl-C does (a checkpoint where training, the
+    resume command), instead of killing it mid-write."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)

@@ -20,16 +20,16 @@ differ.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from .config import GANConfig, VAEConfig
-from .nn import Decoder, Discriminator, Encoder, stack_members, unstack_member
+from .nn import Decoder, Encoder
 from .pixels import uint8_to_model
-from .runtime import adam, device_name, resolve_device
-from .steps import CapturedStep, GANStep, VAEStep
+from .runtime import device_name, resolve_device
+from .stage import build_stage
+from .steps import CapturedStep
 
 
 @dataclass
@@ -93,37 +93,38 @@ def _first_difference(step_no: int, got, want, models_got: dict, models_want: di
     return None
 
 
-def _pair(stage: str, device, dtype, capturable: bool, seed: int = 0):
-    """Fresh networks, optimisers and step of one stage (the same for every call with the same seed)."""
+def _config(stage: str, **kw):
+    """The paper's CIFAR-10 configuration of a stage (stage 2: ``kw`` its own fields)."""
+    return VAEConfig(dataset="cifar10", seed=0, **kw) if stage == "vae" else \
+        GANConfig(vae=VAEConfig(dataset="cifar10", seed=0), seed=0, **kw)
+
+
+def _stage(cfgs, device, dtype, capturable: bool = False, vae=None):
+    """A stage from the kit's one builder (stage 2 on a fixed random VAE ``vae``: an encoder and a decoder)."""
+    kw = {} if vae is None else {"encoders": [vae[0]], "decoders": [vae[1]]}
+    return build_stage(cfgs, device, total_steps=10 ** 6, dtype=dtype, capturable=capturable, **kw)
+
+
+def _random_vae(device, dtype, seed: int = 0):
     torch.manual_seed(seed)
-    if stage == "vae":
-        cfg = VAEConfig(dataset="cifar10")
-        e, d = (n.to(device, dtype).to(memory_format=torch.channels_last) for n in (Encoder(), Decoder()))
-        step = VAEStep(cfg, e, d, adam(list(e.parameters()) + list(d.parameters()), cfg.lr, cfg.adam_betas, device,
-                                       capturable), torch.Generator(device=device).manual_seed(seed + 1), device)
-        return step, {"encoder": e, "decoder": d}
-    cfg = GANConfig(vae=VAEConfig(dataset="cifar10"))
-    enc = Encoder().to(device, dtype).eval()
-    g, d = (n.to(device, dtype).to(memory_format=torch.channels_last) for n in (Decoder(), Discriminator()))
-    step = GANStep(cfg, enc, g, d, adam(g.parameters(), cfg.lr, cfg.adam_betas, device, capturable),
-                   adam(d.parameters(), cfg.lr, cfg.adam_betas, device, capturable),
-                   torch.Generator(device=device).manual_seed(seed + 1), device)
-    return step, {"generator": g, "discriminator": d}
+    return Encoder().to(device, dtype).eval(), Decoder().to(device, dtype)
 
 
 def check_captured(stage: str, device, steps: int = 50, backend=None, perturb=None,
                    rtol: float = 1e-4, atol: float = 1e-5) -> Difference | None:
     """Captured against eager, float32, step by step; ``perturb(step)`` alters the captured side (tests)."""
     device = torch.device(device)
-    eager, eager_models = _pair(stage, device, torch.float32, capturable=device.type == "cuda")
-    inner, cap_models = _pair(stage, device, torch.float32, capturable=device.type == "cuda")
+    vae = _random_vae(device, torch.float32) if stage == "gan" else None
+    cuda = device.type == "cuda"
+    eager = _stage([_config(stage)], device, torch.float32, cuda, vae)
+    inner = _stage([_config(stage)], device, torch.float32, cuda, vae)
     if perturb:
-        perturb(inner)
-    captured = CapturedStep(inner, backend=backend)
+        perturb(inner.step)
+    captured = CapturedStep(inner.step, backend=backend)
     for i, x in enumerate(batches(steps, 32, device, last=20), start=1):
-        want = eager(x).clone()
-        got = captured(x).clone()
-        diff = _first_difference(i, got, want, cap_models, eager_models, eager.names, rtol, atol)
+        want = eager.step(x, i - 1).clone()
+        got = captured(x, i - 1).clone()
+        diff = _first_difference(i, got, want, inner.models, eager.models, eager.names, rtol, atol)
         if diff:
             return diff
     return None
@@ -133,52 +134,25 @@ def check_stacked(stage: str, device, steps: int = 50, members: int = 3, dtype=t
                   rtol: float = 1e-7, atol: float = 1e-10) -> Difference | None:
     """M stacked members against M single runs, step by step (float64 by default)."""
     device = torch.device(device)
-    torch.manual_seed(7)
-    if stage == "vae":
-        cfgs = [VAEConfig(dataset="cifar10", beta=b) for b in (0.5, 1.0, 4.0)[:members]]
-        nets = {"encoder": Encoder().to(device, dtype), "decoder": Decoder().to(device, dtype)}
-    else:
-        cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10"), lam=lam) for lam in (0.1, 1.0, 10.0)[:members]]
-        nets = {"generator": Decoder().to(device, dtype), "discriminator": Discriminator().to(device, dtype)}
-        enc = Encoder().to(device, dtype).eval()
-    singles, single_models = [], []
-    for c in cfgs:
-        mine = {k: copy.deepcopy(v) for k, v in nets.items()}
-        noise = torch.Generator(device=device).manual_seed(11)
-        if stage == "vae":
-            s = VAEStep(c, mine["encoder"], mine["decoder"], adam(list(mine["encoder"].parameters()) +
-                                                                   list(mine["decoder"].parameters()), c.lr,
-                                                                   c.adam_betas, device), noise, device)
-        else:
-            s = GANStep(c, enc, mine["generator"], mine["discriminator"],
-                        adam(mine["generator"].parameters(), c.lr, c.adam_betas, device),
-                        adam(mine["discriminator"].parameters(), c.lr, c.adam_betas, device), noise, device)
-        singles.append(s)
-        single_models.append(mine)
-    wide = {k: stack_members([v] * len(cfgs)) for k, v in nets.items()}
-    noise = torch.Generator(device=device).manual_seed(11)
-    if stage == "vae":
-        stacked = VAEStep(cfgs, wide["encoder"], wide["decoder"],
-                          adam(list(wide["encoder"].parameters()) + list(wide["decoder"].parameters()), 2e-4,
-                               (0.5, 0.999), device), noise, device)
-    else:
-        stacked = GANStep(cfgs, enc, wide["generator"], wide["discriminator"],
-                          adam(wide["generator"].parameters(), 2e-4, (0.5, 0.999), device),
-                          adam(wide["discriminator"].parameters(), 2e-4, (0.5, 0.999), device), noise, device)
+    vae = _random_vae(device, dtype, seed=7) if stage == "gan" else None
+    cfgs = [_config("vae", beta=b) for b in (0.5, 1.0, 4.0)[:members]] if stage == "vae" else \
+        [_config("gan", lam=lam) for lam in (0.1, 1.0, 10.0)[:members]]
+    singles = [_stage([c], device, dtype, vae=vae) for c in cfgs]
+    stacked = _stage(cfgs, device, dtype, vae=vae)
     for i, x in enumerate(batches(steps, 8, device, dtype), start=1):
-        want = torch.cat([s(x) for s in singles])
-        got = stacked(x)
+        want = torch.cat([s.step(x, i - 1) for s in singles])
+        got = stacked.step(x, i - 1)
         bad = ~torch.isclose(got.double().cpu(), want.double().cpu(), rtol=rtol, atol=atol)
         if bool(bad.any()):
             k = int(torch.nonzero(bad)[0])
             return Difference(i, f"loss {stacked.names[k]}", float(got[k]), float(want[k]))
-    for j, mine in enumerate(single_models):
-        for name, net in mine.items():
-            cut = unstack_member(wide[name], net, j)
+    for j, single in enumerate(singles):
+        cut = stacked.member_weights(j)
+        for name, net in single.models.items():
             for pname, v in net.state_dict().items():
-                if v.is_floating_point() and not torch.allclose(cut[pname].double().cpu(), v.double().cpu(),
+                if v.is_floating_point() and not torch.allclose(cut[name][pname].double(), v.double().cpu(),
                                                                 rtol=1e-6, atol=1e-9):
-                    return Difference(steps, f"member {j} {name}.{pname}", float(cut[pname].flatten()[0]),
+                    return Difference(steps, f"member {j} {name}.{pname}", float(cut[name][pname].flatten()[0]),
                                       float(v.flatten()[0]))
     return None
 
@@ -186,6 +160,11 @@ def check_stacked(stage: str, device, steps: int = 50, members: int = 3, dtype=t
 def selfcheck(device="auto", steps: int = 50, say=print) -> int:
     """Run both comparisons on ``device``; 0 when everything agrees, 1 at the first difference."""
 
+    from .errors import LsrError
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
+        raise LsrError(f"--steps must be at least 5 (the captured step is compared only once it replays a graph, "
+                       f"after 3 warm-up steps), got {steps!r}; a comparison of nothing would pass vacuously")
     dev = resolve_device(device)
     say(f"lsr selfcheck on {device_name(dev)}, {steps} steps each")
     failures = 0

@@ -1,175 +1,225 @@
-"""The training steps of the two stages, written once for M stacked members (M = 1: a plain run).
+"""One optimisation step of each stage, read top to bottom in numbered phases (as pytorch/examples' dcgan).
 
-* :class:`VAEStep` (stage 1): the loss of Appendix A (log-MSE or SSE) plus
-  beta * KL (eq. 2, eq. 5), for M VAEs that differ only in beta.
-* :class:`GANStep` (stage 2): D by eq. 3, then G by eq. 4 (adversarial +
-  lambda * LSR, eq. 1) on the frozen encoder, for M LSR-GANs over one VAE
-  that differ only in lambda.
+* :class:`VAEStep` (stage 1): encode, sample z ~ q(z|x), decode; the negative
+  ELBO of eq. 2 (beta of eq. 5, Appendix A's log-MSE); one Adam step.
+* :class:`GANStep` (stage 2): z ~ N(0, I) and G(z); D by eq. 3; the code
+  q(z | G(z)) under the frozen encoder; G by eq. 4 (adversarial + lambda *
+  LSR, eq. 1); the moving average of G where the recipe keeps one.
 * :class:`CapturedStep`: either step replayed as a CUDA graph per batch
-  shape (forward, backward, a capturable fused Adam, noise drawn on the
-  device): the same math with one launch per step.
+  shape: the same math with one launch per step.
 
-With M > 1 the networks are the members stacked side by side
-(:func:`lsr_utils.nn.stack_members`): one wide network per step does the work
-of M narrow ones. The losses are the kit's functions (:mod:`lsr_utils.losses`)
-on each member's slice, with its own beta or lambda, summed; members share no
-parameter, so each gets exactly its own gradient (``tests/test_stacked.py``).
+A step is built only by :func:`lsr_utils.stage.build_stage`, which gives it its
+networks, optimisers, learning-rate schedule and noise generator. It takes a
+batch in the model range and the global step number, and returns, on the
+device and without a host sync, the values named by ``step.names``.
 
-A step takes a batch in the model range and returns, on the device and
-without a host sync, the values named by ``step.names`` (M * the per-member
-names, ``"loss/0"``, ... when M > 1).
+**Stacked members.** The same step serves M sweep members trained side by side
+as one wide network (:func:`lsr_utils.nn.stack_members`); :class:`Members`
+holds everything that differs, and at M = 1 each of its methods is the
+identity. Each member's loss is the kit's loss function
+(:mod:`lsr_utils.losses`) on its own slice, with its own beta or lambda; the
+members' losses are summed, and since they share no parameter each gets
+exactly its own gradient (``tests/test_stacked.py``).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
 from .errors import LsrError
 from .losses import discriminator_loss, generator_loss, vae_loss
-from .nn import fold_batchnorm, members_of, reparameterize, stack_members
-from .runtime import autocast, full_precision, maybe_compile
+from .nn import members_of, reparameterize
+from .runtime import autocast, full_precision
 
 VAE_NAMES = ("loss", "recon", "kl_per_image", "mse_per_pixel")
 GAN_NAMES = ("g_loss", "d_loss", "g_adversarial", "lsr", "d_real", "d_fake")
 
 
-def member_names(names: tuple[str, ...], m: int) -> tuple[str, ...]:
-    return names if m == 1 else tuple(f"{n}/{i}" for i in range(m) for n in names)
+class Members:
+    """What a step does differently for M stacked members; at M = 1 (a plain run) every method is the identity."""
+
+    def __init__(self, m: int):
+        self.m = m
+
+    def widen(self, t: torch.Tensor) -> torch.Tensor:
+        """One input for every member: (B, C, ...) -> (B, M * C, ...)."""
+        return t if self.m == 1 else t.repeat(1, self.m, *([1] * (t.dim() - 2)))
+
+    def split(self, t: torch.Tensor) -> torch.Tensor:
+        """Each member's slice of a wide output: (B, M * C, ...) -> (M, B, C, ...)."""
+        return t.unsqueeze(0) if self.m == 1 else members_of(t, self.m)
+
+    def names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        return names if self.m == 1 else tuple(f"{n}/{i}" for i in range(self.m) for n in names)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+class Schedule:
+    """The learning rate of one optimiser at a global step: linear warm-up, then constant or cosine decay to 0.
 
-
-def check_members(cfgs, *swept: str) -> list:
-    """The configurations of stacked members: at least one, distinct, differing only in the ``swept`` fields.
-
-    A beta sweep's VAEs differ in ``beta``; its LSR-GANs (one per VAE) in
-    ``vae.beta``; a lambda sweep's LSR-GANs (over one VAE) in ``lam``.
+    Set from the step number on every step, so a resumed run follows the same
+    schedule exactly. ``offset``: steps before this optimiser starts (the
+    discriminator warm-up of stage 2 holds the generator still).
     """
-    cfgs = list(cfgs) if isinstance(cfgs, (list, tuple)) else [cfgs]
-    if not cfgs:
-        raise LsrError("a sweep needs at least one configuration")
-    rest = lambda c: {k: v for k, v in _flat(c.to_dict()).items() if k not in swept}  # noqa: E731
-    if any(rest(c) != rest(cfgs[0]) for c in cfgs[1:]):
-        raise LsrError(f"a sweep's members may differ only in {' and '.join(swept)}; these differ elsewhere too")
-    values = [tuple(_flat(c.to_dict())[k] for k in swept) for c in cfgs]
-    if len(set(values)) != len(values):
-        raise LsrError(f"a sweep's {' and '.join(swept)} values must be distinct, got {values}")
-    return cfgs
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, warmup: int = 0, decay: str = "constant",
+                 total: int = 1, offset: int = 0):
+        self.optimizer, self.lr, self.warmup, self.decay = optimizer, lr, warmup, decay
+        self.total, self.offset = max(total - offset, 1), offset
+
+    @property
+    def constant(self) -> bool:
+        return self.warmup == 0 and self.decay == "constant"
+
+    def factor(self, step: int) -> float:
+        s = step - self.offset
+        f = min(1.0, (s + 1) / self.warmup) if self.warmup else 1.0
+        if self.decay == "cosine":
+            f *= 0.5 * (1.0 + math.cos(math.pi * min(max(s, 0), self.total) / self.total))
+        return f
+
+    def apply(self, step: int) -> None:
+        if self.constant:
+            return
+        lr = self.lr * self.factor(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
 
 class VAEStep:
-    """One optimisation step of stage 1 for M VAEs that differ only in beta (eq. 5; Appendix A).
+    """One step of stage 1 (eq. 2; beta of eq. 5; Appendix A's reconstruction term).
 
     Per member: ``(loss, recon, kl_per_image, mse_per_pixel)``; the per-pixel
     MSE is on [0, 1] (the [-1, 1] error / 4).
     """
 
-    def __init__(self, cfgs, encoder: torch.nn.Module, decoder: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 noise: torch.Generator, device: torch.device, compile: bool = False):
-        self.cfgs = check_members(cfgs, "beta")
-        self.m, self.opt, self.noise, self.device = len(self.cfgs), optimizer, noise, device
-        self.encoder = maybe_compile(encoder, compile, device)
-        self.decoder = maybe_compile(decoder, compile, device)
-        self.names = member_names(VAE_NAMES, self.m)
+    def __init__(self, cfgs, encoder, decoder, optimizer: torch.optim.Optimizer, schedule: Schedule,
+                 noise: torch.Generator, device: torch.device):
+        self.cfgs, self.members = list(cfgs), Members(len(cfgs))
+        self.m, self.precision = len(cfgs), cfgs[0].precision
+        self.encoder, self.decoder, self.opt, self.schedule = encoder, decoder, optimizer, schedule
+        self.noise, self.device = noise, device
+        self.names = self.members.names(VAE_NAMES)
         self.optimizers = (optimizer,)
 
+    def phase(self, global_step: int) -> int:
+        return 0
+
     def __call__(self, x: torch.Tensor, global_step: int = 0) -> torch.Tensor:
-        m, precision = self.m, self.cfgs[0].precision
-        with autocast(self.device, precision):
-            mu, logvar = self.encoder(x if m == 1 else x.repeat(1, m, 1, 1))
-            x_hat = self.decoder(reparameterize(mu, logvar, self.noise, members=m))
-        mus, lvs, xhs = members_of(mu, m), members_of(logvar, m), members_of(x_hat, m)
-        total, stats = 0.0, []
-        for i, c in enumerate(self.cfgs):
-            parts = vae_loss(full_precision(xhs[i]), x, full_precision(mus[i]), full_precision(lvs[i]),
-                             beta=c.beta, recon_loss=c.recon_loss)
-            total = total + parts.total
-            sse = (full_precision(xhs[i].detach()) - x).pow(2).sum()
-            stats += [parts.total.detach(), parts.recon.detach(), parts.kl.detach() / x.shape[0],
-                      sse / x.numel() / 4.0]
+        mb = self.members
+        # (1) encode x, draw z ~ q(z|x) (section 2.1), decode
+        with autocast(self.device, self.precision):
+            mu, logvar = self.encoder(mb.widen(x))
+            x_hat = self.decoder(reparameterize(mu, logvar, self.noise, members=self.m))
+        mus, logvars, x_hats = mb.split(mu), mb.split(logvar), mb.split(x_hat)
+        # (2) each member's negative ELBO: reconstruction (Appendix A) + beta * KL (eq. 2, eq. 5)
+        losses = [vae_loss(full_precision(x_hats[i]), x, full_precision(mus[i]), full_precision(logvars[i]),
+                           beta=c.beta, recon_loss=c.recon_loss) for i, c in enumerate(self.cfgs)]
+        # (3) one Adam step at this step's learning rate
+        self.schedule.apply(global_step)
         self.opt.zero_grad(set_to_none=True)
-        total.backward()  # members share no parameter: each gets exactly its own gradient
+        sum(loss.total for loss in losses).backward()
         self.opt.step()
-        return torch.stack(stats)
+        with torch.no_grad():
+            return torch.stack([v for i, loss in enumerate(losses) for v in (
+                loss.total.detach(), loss.recon.detach(), loss.kl.detach() / x.shape[0],
+                (full_precision(x_hats[i].detach()) - x).pow(2).sum() / x.numel() / 4.0)])
 
 
 class GANStep:
-    """One optimisation step of stage 2 for M LSR-GANs: a lambda sweep over one VAE, or one per VAE of a beta sweep.
+    """One step of stage 2 on the frozen encoder (section 2.2; eq. 1, 3, 4).
 
-    The encoder is frozen: the step runs a copy with its BatchNorms folded into
-    the layers before them (:func:`lsr_utils.nn.fold_batchnorm`; the same
-    function in eval mode), with no parameter that takes a gradient, so no
-    gradient reaches the encoder and its weights and running statistics never
-    change (``tests/test_train.py``). Gradients flow through it to G(z) only.
-
-    ``encoder``: one encoder shared by all members (a lambda sweep: it sees the
-    members' fakes as one batch of M * B images), or a list of M encoders, one
-    per member (a beta sweep: stacked side by side like the other networks).
+    ``encoder``: frozen (no parameter takes a gradient; gradients flow through
+    it to G(z) only). One encoder shared by all members (a lambda sweep: it
+    sees the members' fakes as one batch of M * B images), or the members'
+    encoders stacked side by side (``shared=False``: an LSR-GAN per VAE of a
+    beta sweep). During the first ``cfg.d_warmup`` steps only D trains, against
+    the generator as it started (the VAE decoder). With ``ema``, a moving
+    average of G's weights follows every G update (it renders the images).
     Per member: ``(g_loss, d_loss, g_adversarial, lsr, d_real, d_fake)``.
     """
 
-    def __init__(self, cfgs, encoder, generator: torch.nn.Module,
-                 discriminator: torch.nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                 noise: torch.Generator, device: torch.device, compile: bool = False):
-        self.cfgs = check_members(cfgs, "lam", "vae.beta")
-        self.m, self.opt_g, self.opt_d, self.noise, self.device = len(self.cfgs), opt_g, opt_d, noise, device
+    def __init__(self, cfgs, encoder, generator, discriminator, opt_g: torch.optim.Optimizer,
+                 opt_d: torch.optim.Optimizer, schedules: tuple[Schedule, Schedule], noise: torch.Generator,
+                 device: torch.device, *, shared: bool = True, ema: torch.nn.Module | None = None):
+        self.cfgs, self.members = list(cfgs), Members(len(cfgs))
+        cfg = self.cfgs[0]
+        self.m, self.precision, self.latent = len(cfgs), cfg.precision, cfg.vae.latent_dim
+        self.encoder, self.generator, self.discriminator = encoder, generator, discriminator
+        self.opt_g, self.opt_d, (self.schedule_g, self.schedule_d) = opt_g, opt_d, schedules
+        self.noise, self.device, self.shared, self.ema = noise, device, shared, ema
+        self.d_warmup = cfg.d_warmup
         self.disc_params = list(discriminator.parameters())
-        encoders = list(encoder) if isinstance(encoder, (list, tuple)) else [encoder]
-        if len(encoders) not in (1, self.m):
-            raise LsrError(f"GANStep: {len(encoders)} encoders for {self.m} members; give one, or one per member")
-        self.shared = len(encoders) == 1
-        folded = fold_batchnorm(encoders[0]) if self.shared else \
-            stack_members([fold_batchnorm(e) for e in encoders]).eval().requires_grad_(False)
-        self.encoder = maybe_compile(folded, compile, device)
-        self.generator = maybe_compile(generator, compile, device)
-        self.discriminator = maybe_compile(discriminator, compile, device)
-        self.names = member_names(GAN_NAMES, self.m)
+        self.names = self.members.names(GAN_NAMES)
         self.optimizers = (opt_d, opt_g)
+        if ema is not None:
+            self._ema_pairs = [(e, p) for e, p in zip(ema.parameters(), generator.parameters())]
+            self._ema_buffers = [(e, b) for e, b in zip(ema.buffers(), generator.buffers())]
+
+    def phase(self, global_step: int) -> int:
+        """0 while only D trains (its warm-up), 1 after: a captured step keeps one graph per phase."""
+        return int(global_step >= self.d_warmup)
+
+    def encode(self, x_fake: torch.Tensor, b: int):
+        """(mu, logvar) of each member's G(z) under the frozen encoder, each (M, B, latent)."""
+        mb = self.members
+        if self.shared:  # one encoder: the members' fakes as one batch of M * B images
+            fakes = mb.split(x_fake).flatten(0, 1)
+            mu, logvar = self.encoder(fakes)
+            return mu.view(self.m, b, self.latent), logvar.view(self.m, b, self.latent)
+        mu, logvar = self.encoder(x_fake)  # stacked encoders: (B, M*C, H, W) -> (B, M*latent)
+        return mb.split(mu), mb.split(logvar)
 
     def __call__(self, x_real: torch.Tensor, global_step: int = 0) -> torch.Tensor:
-        m, cfg = self.m, self.cfgs[0]
-        b, latent = x_real.shape[0], cfg.vae.latent_dim
-        gen, enc, disc = self.generator, self.encoder, self.discriminator
-        z = torch.randn(b, latent, device=x_real.device, dtype=x_real.dtype, generator=self.noise)
-        with autocast(self.device, cfg.precision):
-            x_fake = gen(z if m == 1 else z.repeat(1, m))                   # (B, M*C, H, W)
-            if self.shared:    # one encoder: the members' fakes as one batch of M*B images
-                fakes = x_fake if m == 1 else members_of(x_fake, m).reshape(m * b, *x_real.shape[1:])
-                mu, logvar = enc(fakes)            # frozen encoder; gradients flow to x_fake only
-                mus, lvs = mu.view(m, b, latent), logvar.view(m, b, latent)
-            else:              # one encoder per member, stacked: (B, M*C, H, W) -> (B, M*latent)
-                mu, logvar = enc(x_fake)
-                mus, lvs = members_of(mu, m), members_of(logvar, m)
-            # (1) update D (eq. 3): fake first, then real, as in the reference
-            fake_logits = disc(x_fake.detach())
-            real_logits = disc(x_real if m == 1 else x_real.repeat(1, m, 1, 1))
-        fl, rl = members_of(fake_logits, m), members_of(real_logits, m)
-        ds = [discriminator_loss(full_precision(rl[i]), full_precision(fl[i])) for i in range(m)]
+        mb, b = self.members, x_real.shape[0]
+        gen, disc = self.generator, self.discriminator
+        # (1) z ~ N(0, I) and the generator's images G(z)
+        z = torch.randn(b, self.latent, device=x_real.device, dtype=x_real.dtype, generator=self.noise)
+        with autocast(self.device, self.precision):
+            x_fake = gen(mb.widen(z))
+            # (2) update D (eq. 3) on G(z), held fixed, and on real images: fake first, as in the reference
+            fake_logits, real_logits = disc(x_fake.detach()), disc(mb.widen(x_real))
+        fake_logits, real_logits = mb.split(fake_logits), mb.split(real_logits)
+        d_losses = [discriminator_loss(full_precision(real_logits[i]), full_precision(fake_logits[i]))
+                    for i in range(self.m)]
+        self.schedule_d.apply(global_step)
         self.opt_d.zero_grad(set_to_none=True)
-        sum(d.total for d in ds).backward()
+        sum(d.total for d in d_losses).backward()
         self.opt_d.step()
-        # (2) update G (eq. 4): fool D and keep E(G(z)) near z; D's weights get no gradient here
-        for p in self.disc_params:
-            p.requires_grad_(False)
-        with autocast(self.device, cfg.precision):
-            gl = members_of(disc(x_fake), m)
-        gs = [generator_loss(full_precision(gl[i]), z, full_precision(mus[i]), full_precision(lvs[i]), lam=c.lam,
-                             reduction=c.lsr_reduction) for i, c in enumerate(self.cfgs)]
-        self.opt_g.zero_grad(set_to_none=True)
-        sum(g.total for g in gs).backward()
-        self.opt_g.step()
+        # (3) the code of G(z) under the frozen encoder: mu, logvar of q(z | G(z))
+        training_g = global_step >= self.d_warmup
+        with torch.set_grad_enabled(training_g), autocast(self.device, self.precision):
+            mus, logvars = self.encode(x_fake, b)
+            for p in self.disc_params:  # D takes no gradient from G's loss
+                p.requires_grad_(False)
+            g_logits = mb.split(disc(x_fake))
+        # (4) update G (eq. 4): fool D, and keep E(G(z)) near z (the LSR term of eq. 1, weight lambda)
+        g_losses = [generator_loss(full_precision(g_logits[i]), z, full_precision(mus[i]), full_precision(logvars[i]),
+                                   lam=c.lam, reduction=c.lsr_reduction) for i, c in enumerate(self.cfgs)]
+        if training_g:
+            self.schedule_g.apply(global_step)
+            self.opt_g.zero_grad(set_to_none=True)
+            sum(g.total for g in g_losses).backward()
+            self.opt_g.step()
+            # (5) the moving average of G's weights (where the recipe keeps one)
+            if self.ema is not None:
+                self._update_ema(global_step - self.d_warmup)
         for p in self.disc_params:
             p.requires_grad_(True)
-        stats = []
         with torch.no_grad():
-            for i, (g, d) in enumerate(zip(gs, ds)):
-                stats += [g.total.detach(), d.total.detach(), g.adversarial.detach(), g.lsr.detach(),
-                          torch.sigmoid(full_precision(rl[i])).mean(), torch.sigmoid(full_precision(fl[i])).mean()]
-        return torch.stack(stats)
+            return torch.stack([v for g, d, rl, fl in zip(g_losses, d_losses, real_logits, fake_logits) for v in (
+                g.total.detach(), d.total.detach(), g.adversarial.detach(), g.lsr.detach(),
+                torch.sigmoid(full_precision(rl)).mean(), torch.sigmoid(full_precision(fl)).mean())])
+
+    @torch.no_grad()
+    def _update_ema(self, g_step: int) -> None:
+        """ema <- d * ema + (1 - d) * G, d = min(decay, (1 + t) / (10 + t)): the average follows G closely at
+        first, then slowly (t: G updates so far); BatchNorm statistics are copied."""
+        decay = min(self.cfgs[0].ema, (1 + g_step) / (10 + g_step))
+        for e, p in self._ema_pairs:
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in self._ema_buffers:
+            e.copy_(b)
 
 
 # ----------------------------------------------------------------------------- CUDA graphs
@@ -200,7 +250,7 @@ class _CudaGraphs:
 
 
 class CapturedStep:
-    """A step replayed as a CUDA graph, one graph per batch shape: the same math, one launch per step.
+    """A step replayed as a CUDA graph, one graph per batch shape and phase: the same math, one launch per step.
 
     The first ``warmup`` calls of each batch shape run eagerly (they are real
     training steps, on a side stream: cuDNN and the allocator settle, Adam's
@@ -209,12 +259,13 @@ class CapturedStep:
     generator) with the batch in a static buffer, and every later call copies
     the batch into that buffer and replays. The epoch's last, smaller batch
     gets its own graph, so no image is dropped or padded and no shape breaks a
-    graph. Nothing reads a value back to the host.
+    graph; so does each phase of the step (stage 2's discriminator warm-up).
+    Nothing reads a value back to the host.
 
-    Requirements (checked): CUDA, optimisers built with ``capturable=True``
-    (:func:`lsr_utils.runtime.adam`), no ``torch.compile``. The returned
-    values live in the graph's buffer: the caller copies them before the next
-    call (:func:`lsr_utils.loop.fit` does).
+    Requirements (checked by :func:`lsr_utils.stage.build_stage`): CUDA,
+    optimisers built with ``capturable=True``, a constant learning rate, no
+    ``torch.compile``. The returned values live in the graph's buffer: the
+    caller copies them before the next call (:func:`lsr_utils.loop.fit` does).
 
     ``backend`` replaces the CUDA-graph machinery: an object with ``eager(fn)``,
     ``capture(fn) -> (graph, outputs)`` and ``replay(graph)`` (which returns
@@ -237,7 +288,7 @@ class CapturedStep:
         self.calls: dict[tuple, int] = {}
 
     def __call__(self, x: torch.Tensor, global_step: int = 0) -> torch.Tensor:
-        key = (tuple(x.shape), tuple(x.stride()), x.dtype)
+        key = (tuple(x.shape), tuple(x.stride()), x.dtype, self.step.phase(global_step))
         entry = self.graphs.get(key)
         if entry is None:
             self.calls[key] = self.calls.get(key, 0) + 1

@@ -90,7 +90,7 @@ class ExplorerModel:
 
     # ------------------------------------------------------------------ runs and images
     def set_run(self, run, test_x, test_y=None, classes=(), kl_images: int = 512) -> None:
-        from .train import GANRun
+        from .runs import GANRun
 
         if not isinstance(run, GANRun):
             raise LsrError("the explorer needs an LSR-GAN run (a gan-* folder), not a VAE run")
@@ -140,10 +140,10 @@ class ExplorerModel:
 
     def untrained(self) -> str | None:
         """A warning when the run's networks have learnt next to nothing (flat grey images), else None."""
-        from .config import infer_profile
+        from .config import PROFILES, infer_profile
 
         total_kl = float(self.kl.sum())
-        if infer_profile(self.run.config) == "smoke":
+        if PROFILES.get(infer_profile(self.run.config), PROFILES["paper"]).plumbing_only:
             return (f"These models are untrained: a smoke-profile run (seconds of training, for tests), so their "
                     f"images are flat and the latent carries {total_kl:.2f} nats. Train with the quick profile "
                     f"(lsr train-gan --profile quick) to see the effect.")
@@ -262,7 +262,7 @@ class LatentExplorer:
         self.random_z.add_class("lsr-random-z")
         self.reset = W.Button(description="back to mu(x)", layout=layout)
         self.reset.add_class("lsr-reset")
-        img = lambda: W.Image(format="png")  # noqa: E731
+        img = lambda: W.Image(format="png")
         self.img_input, self.img_vae, self.img_gan = img(), img(), img()
         self.img_cur_vae, self.img_cur_gan = img(), img()
         self.img_samples = [img() for _ in range(n_samples)]  # shown at half size, wrapping
@@ -405,7 +405,7 @@ class LatentExplorer:
     def _load_run(self, i: int) -> None:
         import html
 
-        from .train import load_run
+        from .runs import load_run
 
         choice = self.choices[i]
         # busy: the panels are hidden until the new run's images are in place (never one run's images under

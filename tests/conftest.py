@@ -16,8 +16,13 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    # a per-session cache, so tests never read a user's cache
-    monkeypatch.setenv("LSR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    # a per-session cache, so tests never read a user's cache: for the library (its data defaults) and for the
+    # edges the tests call (the lsr command and the notebooks read $LSR_CACHE)
+    from lsr_utils.data.cache import set_defaults
+
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("LSR_CACHE", str(cache))
+    set_defaults(cache=cache, offline=True)
 
 
 @pytest.fixture

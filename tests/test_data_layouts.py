@@ -47,7 +47,7 @@ def _idx(path: Path, arr: np.ndarray, gz: bool):
 
 
 def _mnist(folder: Path, rng, gz: bool, n_train=30, n_test=10):
-    for split, n, prefix in (("train", n_train, "train"), ("test", n_test, "t10k")):
+    for _split, n, prefix in (("train", n_train, "train"), ("test", n_test, "t10k")):
         _idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 255, (n, 28, 28), dtype=np.uint8), gz)
         _idx(folder / f"{prefix}-labels-idx1-ubyte", np.sort(rng.integers(0, 10, n)).astype(np.uint8), gz)
 

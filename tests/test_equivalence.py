@@ -21,12 +21,11 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.reference import ReferenceGANStep, ReferenceStyleDataset, ReferenceVAEStep
 from lsr_utils.config import GANConfig, VAEConfig
 from lsr_utils.nn import Decoder, Discriminator, Encoder
 from lsr_utils.pixels import uint8_to_model
-from benchmarks.reference import ReferenceGANStep, ReferenceStyleDataset, ReferenceVAEStep
-from lsr_utils.runtime import adam as _adam
-from lsr_utils.steps import GANStep, VAEStep
+from lsr_utils.stage import build_stage
 
 STEPS = 6
 BATCH = 8
@@ -59,19 +58,25 @@ def _double(*mods):
 def _run_vae(kit_beta):
     torch.manual_seed(0)
     enc, dec = _double(Encoder(), Decoder())
-    enc_k, dec_k = _channels_last(enc, dec)
+    stage = kit_stage(VAEConfig(dataset="cifar10", beta=kit_beta), {"encoder": enc, "decoder": dec}, 5)
+    enc_k, dec_k = stage.models["encoder"], stage.models["decoder"]
     ref = ReferenceVAEStep(enc, dec, beta=1.0, noise=torch.Generator().manual_seed(5))
-    cfg = VAEConfig(dataset="cifar10", beta=kit_beta)
-    kit = VAEStep(cfg, enc_k, dec_k, _adam(list(enc_k.parameters()) + list(dec_k.parameters()), cfg.lr,
-                                            cfg.adam_betas, torch.device("cpu")),
-                  torch.Generator().manual_seed(5), torch.device("cpu"))
     ref_losses, kit_losses = [], []
-    for x_ref, x_kit in _batches():
+    for i, (x_ref, x_kit) in enumerate(_batches()):
         loss, rec, kld = ref(x_ref)
         ref_losses.append([loss, rec, kld])
-        v = kit(x_kit).tolist()
+        v = stage.step(x_kit, i).tolist()
         kit_losses.append([v[0], v[1], v[2] * BATCH])
     return np.array(ref_losses), np.array(kit_losses), (enc, dec), (enc_k, dec_k)
+
+
+def kit_stage(cfg, nets: dict, noise_seed: int, dtype=DTYPE, **kw):
+    """The kit's stage of ``cfg`` from its one builder, holding the weights of ``nets`` (name -> network)."""
+    stage = build_stage(cfg, torch.device("cpu"), total_steps=STEPS, dtype=dtype, **kw)
+    for name, net in nets.items():
+        stage.models[name].load_state_dict(net.state_dict())
+    stage.noise.manual_seed(noise_seed)
+    return stage
 
 
 def _max_param_diff(a_mods, b_mods):
@@ -101,17 +106,16 @@ def test_vae_comparison_detects_a_changed_beta():
 def _run_gan(kit_lam):
     torch.manual_seed(1)
     enc, gen, disc = _double(Encoder().eval(), Decoder(), Discriminator())
-    enc_k, gen_k, disc_k = _channels_last(enc, gen, disc)
-    enc_k.requires_grad_(False)
+    enc_k = copy.deepcopy(enc)
+    # the generator starts from the decoder given (the VAE's, in a real run), as the reference's does
+    stage = kit_stage(GANConfig(vae=VAEConfig(dataset="cifar10"), lam=kit_lam), {"discriminator": disc}, 7,
+                      encoders=[enc_k], decoders=[gen])
+    gen_k, disc_k = stage.models["generator"], stage.models["discriminator"]
     ref = ReferenceGANStep(enc, gen, disc, lam=1.0, noise=torch.Generator().manual_seed(7))
-    cfg = GANConfig(vae=VAEConfig(dataset="cifar10"), lam=kit_lam)
-    dev = torch.device("cpu")
-    kit = GANStep(cfg, enc_k.eval(), gen_k, disc_k, _adam(gen_k.parameters(), cfg.lr, cfg.adam_betas, dev),
-                  _adam(disc_k.parameters(), cfg.lr, cfg.adam_betas, dev), torch.Generator().manual_seed(7), dev)
     ref_losses, kit_losses = [], []
-    for x_ref, x_kit in _batches(1):
+    for i, (x_ref, x_kit) in enumerate(_batches(1)):
         ref_losses.append(list(ref(x_ref)))
-        v = kit(x_kit).tolist()  # g_total, d_total, g_adversarial, lsr, d_real, d_fake
+        v = stage.step(x_kit, i).tolist()  # g_total, d_total, g_adversarial, lsr, d_real, d_fake
         kit_losses.append([v[1], v[2], kit_lam * v[3]])
     return np.array(ref_losses), np.array(kit_losses), (gen, disc), (gen_k, disc_k), enc, enc_k
 
@@ -137,26 +141,14 @@ def test_compiled_step_matches_eager(stage):
 
     if shutil.which("g++") is None and shutil.which("c++") is None:
         pytest.skip("torch.compile on CPU needs a C++ compiler, absent here")
-    dev = torch.device("cpu")
     torch.manual_seed(2)
     if stage == "vae":
-        cfg = VAEConfig(dataset="cifar10")
-        mods = (Encoder(), Decoder())
-        runs = []
-        for compile_ in (False, True):
-            e, d = _channels_last(*mods)
-            step = VAEStep(cfg, e, d, _adam(list(e.parameters()) + list(d.parameters()), cfg.lr, cfg.adam_betas,
-                                            dev), torch.Generator().manual_seed(3), dev, compile=compile_)
-            runs.append(np.array([step(x.float()).tolist() for _, x in _batches()[:3]]))
+        cfg, nets, kw = VAEConfig(dataset="cifar10"), {"encoder": Encoder(), "decoder": Decoder()}, {}
     else:
-        cfg = GANConfig(vae=VAEConfig(dataset="cifar10"))
-        mods = (Encoder().eval(), Decoder(), Discriminator())
-        runs = []
-        for compile_ in (False, True):
-            e, g, d = _channels_last(*mods)
-            e.requires_grad_(False)
-            step = GANStep(cfg, e.eval(), g, d, _adam(g.parameters(), cfg.lr, cfg.adam_betas, dev),
-                           _adam(d.parameters(), cfg.lr, cfg.adam_betas, dev), torch.Generator().manual_seed(3), dev,
-                           compile=compile_)
-            runs.append(np.array([step(x.float()).tolist() for _, x in _batches()[:3]]))
+        cfg, nets = GANConfig(vae=VAEConfig(dataset="cifar10")), {"discriminator": Discriminator()}
+        kw = {"encoders": [Encoder().eval()], "decoders": [Decoder()]}
+    runs = []
+    for compile_ in (False, True):
+        stage = kit_stage(cfg, nets, 3, dtype=torch.float32, compile=compile_, **kw)
+        runs.append(np.array([stage.step(x.float(), i).tolist() for i, (_, x) in enumerate(_batches()[:3])]))
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-3, atol=1e-5)

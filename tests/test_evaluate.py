@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from lsr_utils.classifier import ClassifierConfig, classifier_config, train_classifier
-from lsr_utils.config import make_config
+from lsr_utils.config import evaluation_sizes, make_config
 from lsr_utils.errors import LsrError
-from lsr_utils.evaluate import collapse_check, evaluate_run, variance_inputs
+from lsr_utils.evaluate import collapse_check, evaluate_run
 from lsr_utils.report import write_report
 from lsr_utils.train import train_lsr_gan, train_vae
 
@@ -67,7 +67,7 @@ def test_evaluate_run_writes_all_metrics(trained):
 
 def test_the_sample_variance_is_measured_over_the_profiles_number_of_inputs(trained, tmp_path):
     out, gan, clf = trained
-    assert [variance_inputs(p, "shapes") for p in ("smoke", "quick", "paper", "custom")] == [64, 250, 1000, 1000]
+    assert [evaluation_sizes(p, "shapes")[1] for p in ("smoke", "quick", "paper", "custom")] == [64, 250, 1000, 1000]
     rec = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, n_test=300, k=3,
                        record=tmp_path / "metrics.json")
     # a custom run (this one) takes up to 1,000 inputs, here all 300; the settings say which default was applied,

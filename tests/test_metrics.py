@@ -5,13 +5,21 @@ import pytest
 import torch
 
 from lsr_utils.errors import LsrError
-from lsr_utils.metrics import Stat, accuracy, mse, mse_per_pixel, sample_variance, sharpness, sharpness_per_image
+from lsr_utils.metrics import (
+    Stat,
+    accuracy,
+    mse_per_pixel,
+    sample_variance,
+    sharpness,
+    sharpness_per_image,
+    sum_squared_error,
+)
 
 
 def test_mse_hand_value_and_unit():
     a = torch.zeros(2, 3, 2, 2)
     b = torch.full((2, 3, 2, 2), 0.5)
-    s = mse(a, b)
+    s = sum_squared_error(a, b)
     assert math.isclose(s.mean, 12 * 0.25) and s.n == 2 and s.sem == 0.0
     assert math.isclose(mse_per_pixel(a, b).mean, 0.25)
 
@@ -23,7 +31,7 @@ def test_stat_standard_error():
 
 def test_metrics_refuse_wrong_range_and_shape():
     with pytest.raises(LsrError, match=r"model_to_unit"):
-        mse(torch.full((1, 3, 4, 4), -0.5), torch.zeros(1, 3, 4, 4))
+        sum_squared_error(torch.full((1, 3, 4, 4), -0.5), torch.zeros(1, 3, 4, 4))
     with pytest.raises(LsrError, match="uint8"):
         sharpness(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
     with pytest.raises(LsrError, match=r"\(N, C, H, W\)"):
@@ -31,7 +39,7 @@ def test_metrics_refuse_wrong_range_and_shape():
     with pytest.raises(LsrError, match="channels"):
         sharpness(torch.zeros(1, 4, 4, 3))
     with pytest.raises(LsrError, match="same shape"):
-        mse(torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 4, 4))
+        sum_squared_error(torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 4, 4))
 
 
 def test_sharpness_constant_is_zero_and_edges_are_sharp():
@@ -55,7 +63,7 @@ def test_sample_variance_zero_when_renderer_ignores_noise():
 def test_sample_variance_does_not_depend_on_the_render_batch():
     """The noise is drawn per block of inputs, so rendering in smaller pieces (faster on a CPU) gives the same value."""
     mu, logvar = torch.randn(40, 8), torch.randn(40, 8) * 0.3
-    render = lambda z: torch.sigmoid(z[:, :3, None, None].expand(-1, 3, 4, 4))  # noqa: E731
+    render = lambda z: torch.sigmoid(z[:, :3, None, None].expand(-1, 3, 4, 4))
     whole = sample_variance(render, mu, logvar, k=5, generator=torch.Generator().manual_seed(0), batch_size=16,
                             render_batch=80)
     split = sample_variance(render, mu, logvar, k=5, generator=torch.Generator().manual_seed(0), batch_size=16,

@@ -1,7 +1,8 @@
 """environment.yml and pyproject.toml must list the same dependencies; torch is pinned in both."""
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,7 +14,7 @@ def _norm(req: str) -> str:
 def test_environment_yml_matches_pyproject():
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_norm(r) for r in proj["dependencies"]}
-    for extra in ("notebooks", "cluster", "dev"):
+    for extra in ("notebooks", "cluster", "dev", "pythae"):
         wanted |= {_norm(r) for r in proj["optional-dependencies"][extra]}
     pip_lines = []
     in_pip = False

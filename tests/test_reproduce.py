@@ -233,9 +233,9 @@ def test_submitit_runs_jobs_at_once_each_with_its_share_of_the_cores(tmp_path, m
     said = []
     out = SubmititExecutor("local", folder=tmp_path / "jobs", jobs=2).run(units, say=said.append)
     assert {o.status for o in out.values()} == {"done"}, out
-    s, l, a = (out[n].value for n in ("short", "long", "after"))
-    assert s["threads"] == l["threads"] == 3 and s["omp"] == l["omp"] == "3"
-    assert max(s["start"], l["start"]) < min(s["end"], l["end"])  # at the same time
+    s, lg, a = (out[n].value for n in ("short", "long", "after"))
+    assert s["threads"] == lg["threads"] == 3 and s["omp"] == lg["omp"] == "3"
+    assert max(s["start"], lg["start"]) < min(s["end"], lg["end"])  # at the same time
     assert a["start"] >= s["end"]
     subs = [x.split("]")[0][1:] for x in said if "submitted" in x]
     assert subs == ["long", "short", "after"]

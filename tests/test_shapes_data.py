@@ -4,8 +4,8 @@ import torch
 
 from lsr_utils.data import DeviceBatches, load_data, load_split
 from lsr_utils.data.idx import read_idx
-from lsr_utils.errors import DataMissingError, LsrError
 from lsr_utils.data.shapes import SHAPE_CLASSES, generate_shapes
+from lsr_utils.errors import DataMissingError, LsrError
 
 
 def test_shapes_deterministic_and_prefix_stable():

@@ -1,5 +1,6 @@
 """`lsr sweep`: one executed copy per value, resumable, failures kept and reported, unknown parameters refused."""
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -11,10 +12,10 @@ from lsr_utils.notebook import execute, setup, sweep
 pytest.importorskip("papermill")
 
 
-def make_notebook(path, body):
+def make_notebook(path, body, manifest: bool = False):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell("beta = 1.0\nprofile = None")
+    params = nbformat.v4.new_code_cell("beta = 1.0\nprofile = None" + ("\nmanifest = None" if manifest else ""))
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(body)]
     nbformat.write(nb, path)
@@ -142,9 +143,9 @@ from lsr_utils.files import record_manifest
 rec = dict(RECORD, beta=beta, run=f"shapes/vae-b{beta:g}-e1-11111111/gan-l1-e1-22222222")
 p = pathlib.Path(OUT) / f"rec-{beta}.json"
 p.write_text(json.dumps(rec))
-record_manifest(p)
+record_manifest(manifest, p)  # the sweep gives each copy its manifest as a parameter
 """.replace("RECORD", repr(good)).replace("OUT", repr(str(tmp_path)))
-    nb = make_notebook(tmp_path / "point.ipynb", body)
+    nb = make_notebook(tmp_path / "point.ipynb", body, manifest=True)
     res = sweep(nb, "beta", [0.5, 1.0], out=tmp_path / "sw", progress=False)
     assert res["done"] == [0.5, 1.0] and res["report"]
     md = (tmp_path / "sw" / "point" / "report" / "report.md").read_text()
@@ -153,14 +154,21 @@ record_manifest(p)
     assert "vae-b9" not in md  # a record the sweep did not make is not in its tables
 
 
-def test_datasets_of_notebook_05_follow_the_reproduction(tmp_path, monkeypatch):
-    """lsr reproduce keeps 05 to its own dataset (the runs its plan counts); a user's list wins; names are checked."""
-    ctx = setup(profile="quick", root=tmp_path)
-    monkeypatch.delenv("LSR_DATASETS", raising=False)
+def test_datasets_of_notebook_05_follow_the_reproduction(tmp_path):
+    """lsr reproduce gives 05 its own dataset (the runs its plan counts), as a parameter; names are checked."""
+    ctx = setup(profile="quick", root=tmp_path, environ={})
     assert ctx.datasets() == ["shapes", "mnist", "cifar10", "celeba", "imagenet64"]
-    monkeypatch.setenv("LSR_DATASETS", "shapes")
-    assert ctx.datasets() == ["shapes"]
-    assert ctx.datasets(["cifar10"]) == ["cifar10"]
-    monkeypatch.setenv("LSR_DATASETS", "shapes,cifar100")
+    assert ctx.datasets(["shapes"]) == ["shapes"] and ctx.datasets("shapes, cifar10") == ["shapes", "cifar10"]
     with pytest.raises(LsrError, match="cifar100"):
-        ctx.datasets()
+        ctx.datasets("shapes,cifar100")
+
+
+def test_the_environment_is_read_only_at_the_edges():
+    """No library module reads an environment variable: only lsr_utils.settings (called by the lsr command and a
+    notebook's setup) and the job runner's process start."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "lsr_utils"
+    readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                     if re.search(r"os\.environ|os\.getenv|getenv\(", p.read_text()))
+    assert readers == ["cli.py", "jobs.py", "notebook.py", "settings.py"], readers

@@ -5,8 +5,9 @@ import torch
 
 from lsr_utils.config import GANConfig, VAEConfig, make_config
 from lsr_utils.errors import LsrError
-from lsr_utils.train import run_path
-from lsr_utils.train import load_run, resolve_device, train_lsr_gan, train_vae
+from lsr_utils.runs import load_run
+from lsr_utils.runtime import resolve_device
+from lsr_utils.train import run_path, train_lsr_gan, train_vae
 
 
 def tiny(vae_epochs=2, gan_epochs=1, **kw) -> GANConfig:
@@ -101,24 +102,22 @@ def test_gan_freezes_encoder_and_starts_from_decoder(tmp_path, tiny_shapes):
 
 def test_gan_step_never_changes_the_encoder_it_uses():
     """After GAN steps, the encoder the step used has no gradient and unchanged weights and running statistics."""
-    from lsr_utils.nn import Decoder, Discriminator, Encoder
-    from lsr_utils.runtime import adam
-    from lsr_utils.steps import GANStep
+    from lsr_utils.nn import Decoder, Encoder
+    from lsr_utils.stage import build_stage
 
     torch.manual_seed(0)
     enc = Encoder()
     enc.train()(torch.randn(16, 3, 32, 32))  # non-trivial running statistics
     enc.eval()
     given = {k: v.clone() for k, v in enc.state_dict().items()}
-    gen, disc = Decoder(), Discriminator()
-    cfg = GANConfig(vae=VAEConfig(dataset="shapes"))
-    cpu = torch.device("cpu")
-    step = GANStep(cfg, enc, gen, disc, adam(gen.parameters(), 1e-2, (0.5, 0.999), cpu),
-                   adam(disc.parameters(), 1e-2, (0.5, 0.999), cpu), torch.Generator().manual_seed(1), cpu)
+    cfg = GANConfig(vae=VAEConfig(dataset="shapes"), lr=1e-2)
+    stage = build_stage(cfg, torch.device("cpu"), total_steps=3, encoders=[enc], decoders=[Decoder()],
+                        channels_last=False)
+    step, gen = stage.step, stage.models["generator"]
     used = {k: v.clone() for k, v in step.encoder.state_dict().items()}
     gen_before = gen.to_image.weight.clone()
-    for _ in range(3):
-        step(torch.rand(8, 3, 32, 32) * 2 - 1)
+    for i in range(3):
+        step(torch.rand(8, 3, 32, 32) * 2 - 1, i)
     assert not torch.equal(gen.to_image.weight, gen_before)  # the steps trained the generator
     for name, module in (("the encoder given", enc), ("the encoder the step ran", step.encoder)):
         for p in module.parameters():

@@ -39,12 +39,12 @@ def finished(tmp_path_factory):
     from lsr_utils.classifier import classifier_config, train_classifier
     from lsr_utils.config import make_config
     from lsr_utils.data import load_data
-    from lsr_utils.train import train_pair
+    from lsr_utils.train import train_lsr_gan, train_vae
 
     out = tmp_path_factory.mktemp("trusted") / "runs"
     data = load_data("shapes", n_train=64, n_test=300)
     cfg = make_config("smoke", n_train=64, vae_epochs=1, gan_epochs=1)
-    gan = train_pair(cfg, data, out=out, progress=False)
+    gan = train_lsr_gan(cfg, data, vae=train_vae(cfg.vae, data, out=out, progress=False), out=out, progress=False)
     clf = train_classifier(classifier_config("shapes", "smoke", n_train=64, width=8), data, out=out, progress=False)
     return {"out": out, "cfg": cfg, "gan": gan.path, "vae": gan.path.parent, "clf": clf.path}
 
@@ -53,7 +53,7 @@ def finished(tmp_path_factory):
 def copy(finished, tmp_path):
     out = tmp_path / "runs"
     shutil.copytree(finished["out"], out)
-    rel = lambda p: out / p.relative_to(finished["out"])  # noqa: E731
+    rel = lambda p: out / p.relative_to(finished["out"])
     return {"out": out, "cfg": finished["cfg"], "gan": rel(finished["gan"]), "vae": rel(finished["vae"]),
             "clf": rel(finished["clf"]), "marker": tmp_path / "PWNED"}
 
@@ -65,7 +65,7 @@ def _refused(err: str, marker):
 
 @pytest.mark.parametrize("which", ["vae", "gan"])
 def test_payload_in_weights_never_runs_on_reuse_or_load(copy, capsys, which):
-    from lsr_utils.train import load_run
+    from lsr_utils.runs import load_run
 
     poison(copy[which] / "weights.pt", copy["marker"])
     with pytest.raises(LsrError) as e:
@@ -81,7 +81,7 @@ def test_payload_in_weights_never_runs_on_reuse_or_load(copy, capsys, which):
 
 
 def test_payload_as_whole_file_is_refused(copy):
-    from lsr_utils.train import load_run
+    from lsr_utils.runs import load_run
 
     poison(copy["gan"] / "weights.pt", copy["marker"], replace=True)
     with pytest.raises(LsrError) as e:
@@ -134,7 +134,7 @@ def test_report_never_writes_outside_out(tmp_path, capsys):
     bad_run = dict(good, run="a/../../..")
     (tmp_path / "runs" / "x" / "metrics.json").write_text(json.dumps(bad_run))
     (tmp_path / "runs" / "ok").mkdir()
-    (tmp_path / "runs" / "ok" / "metrics.json").write_text(json.dumps(good))
+    (tmp_path / "runs" / "ok" / "metrics.json").write_text(json.dumps(_bound(tmp_path / "runs" / "ok", good)))
     out = tmp_path / "deep" / "out"
     files = write_report(tmp_path / "runs", out)
     err = capsys.readouterr().err
@@ -144,9 +144,16 @@ def test_report_never_writes_outside_out(tmp_path, capsys):
         assert out.resolve() in f.resolve().parents, f
 
 
+def _bound(gan_folder, record: dict) -> dict:
+    """``record`` bound to the weights a (fake) run folder and its VAE's record as theirs."""
+    for folder, sha in ((gan_folder, "b" * 64), (gan_folder.parent, "a" * 64)):
+        (folder / "run.json").write_text(json.dumps({"status": "finished", "weights_sha256": sha}))
+    return dict(record, weights={"vae": "a" * 64, "lsr_gan": "b" * 64, "classifier": None})
+
+
 def _good_record() -> dict:
     """A well-formed evaluation record, as `lsr evaluate` writes them."""
-    stat = lambda m: {"mean": m, "sem": 0.1, "std": 1.0, "n": 100, "unit": ""}  # noqa: E731
+    stat = lambda m: {"mean": m, "sem": 0.1, "std": 1.0, "n": 100, "unit": ""}
     keys = ("mse_vae", "mse_lsr_gan", "variance_vae", "variance_lsr_gan", "absolute_vae", "absolute_lsr_gan",
             "relative_vae", "relative_lsr_gan", "sharpness_vae", "sharpness_lsr_gan", "classifier_raw_accuracy")
     return {"run": "shapes/vae-b1-e6-0123abcd/gan-l1-e2-4567ef01", "dataset": "shapes", "profile": "quick",
@@ -172,7 +179,7 @@ def test_report_skips_malformed_records_with_a_warning(tmp_path, capsys, change,
     with pytest.raises(LsrError, match="no evaluated runs"):
         write_report(tmp_path / "runs", tmp_path / "out")
     err = capsys.readouterr().err
-    assert why in err and "not readable JSON" in err
+    assert why in err and "not valid JSON" in err
 
 
 def test_report_out_is_a_file(tmp_path, capsys):
@@ -290,10 +297,10 @@ def test_non_finite_losses_stop_training_and_mark_the_run_failed(tmp_path, capsy
 
 def test_runs_record_what_actually_ran(tmp_path, capsys):
     """A profile that asks for more images than exist records the images used; n_train is part of the identity."""
-    from lsr_utils.runs import RunDir
-
-    from PIL import Image
     import numpy as np
+    from PIL import Image
+
+    from lsr_utils.runs import RunDir
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 40), ("test", 8)):
@@ -387,15 +394,15 @@ def test_evaluate_of_a_read_only_run_says_how(copy, capsys, monkeypatch):
 
 # --------------------------------------------------------------------------- damaged run folders
 @pytest.mark.parametrize("file,content,needle", [
-    ("config.json", "[1, 2]", "config.json: not a lsr-kit run configuration"),
-    ("config.json", '{"kind": "gan"}', "config.json: not a lsr-kit run configuration"),
+    ("config.json", "[1, 2]", "config.json: not a valid run configuration"),
+    ("config.json", '{"kind": "gan"}', "config.json: not a valid run configuration"),
     ("config.json", '{"kind": "gan", "config": {"vae": {"beta": "x"}}}', "the saved configuration is invalid"),
     ("run.json", "{not json", "run.json is unreadable; the run folder is damaged"),
     ("run.json", '["finished"]', "not finished"),
-    ("history.json", "[]", "history.json: not a training history"),
+    ("history.json", "[]", "history.json: not a valid training history"),
 ])
 def test_damaged_run_folder_is_named(copy, capsys, file, content, needle):
-    from lsr_utils.train import load_run
+    from lsr_utils.runs import load_run
 
     (copy["gan"] / file).write_text(content)
     with pytest.raises(LsrError) as e:
@@ -429,8 +436,8 @@ def test_evaluate_of_a_folder_that_is_no_run(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- bad data files
 def test_corrupt_image_in_an_imagefolder_is_named(tmp_path, capsys):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     for split in ("train", "test"):
         (tmp_path / split / "a").mkdir(parents=True)
@@ -525,3 +532,225 @@ def test_a_really_read_only_folder(tmp_path, capsys, finished):
         assert code == 2 and "read-only" in err and "--record FILE" in err
     finally:
         umount()
+
+
+# ----------------------------------------------------------------------------- second round: one test per family
+def test_a_received_folder_cannot_make_the_kit_write_or_read_through_a_link(copy, tmp_path, capsys):
+    """Links and special files out of a run folder are refused by name, never followed: an unfinished run whose
+    .lock links to a file outside it (the file stays intact), a metrics.json linking to /dev/zero or a FIFO
+    (refused at once, no hang), a weights file that is a link."""
+    from lsr_utils.report import write_report
+
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    vae = copy["vae"]
+    (vae / "run.json").write_text(json.dumps({"status": "running", "started": "2026-01-01T00:00:00"}))
+    (vae / "weights.pt").rename(tmp_path / "w.pt")  # an unfinished run: the next train-vae takes its lock
+    (vae / ".lock").unlink(missing_ok=True)
+    os.symlink(outside, vae / ".lock")
+    code = main(["train-vae", "--profile", "smoke", "--n-train", "64", "--epochs", "1", "--out", str(copy["out"]),
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "symbolic link" in err and ".lock" in err and "Traceback" not in err
+    assert outside.read_text() == "keep me"
+
+    gan = copy["gan"]
+    (gan / "metrics.json").unlink(missing_ok=True)
+    os.symlink("/dev/zero", gan / "metrics.json")
+    warnings = []
+    with pytest.raises(LsrError, match="no evaluated runs"):  # the one record, refused by name: nothing to report
+        write_report(copy["out"], tmp_path / "report", warn=warnings.append)
+    assert any("metrics.json" in w and "symbolic link" in w for w in warnings), warnings
+    (gan / "metrics.json").unlink()
+    os.mkfifo(gan / "metrics.json")
+    warnings.clear()
+    with pytest.raises(LsrError, match="no evaluated runs"):  # returns at once: a FIFO is never opened blocking
+        write_report(copy["out"], tmp_path / "report", warn=warnings.append)
+    assert any("metrics.json" in w and "FIFO" in w for w in warnings), warnings
+
+
+def test_a_celeba_partition_line_cannot_name_an_image_outside_the_dataset(tmp_path, capsys):
+    base = tmp_path / "celeba"
+    (base / "img_align_celeba").mkdir(parents=True)
+    (base / "list_eval_partition.txt").write_text("../../../etc/passwd 0\n000001.jpg 2\n")
+    code = main(["train-vae", "--dataset", "celeba", "--data-root", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "../../../etc/passwd" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("[" * 100_000 + "]" * 100_000, "nested deeper"),
+    ('{"dataset": "shapes", "n": ' + "9" * 5000 + "}", "digits"),
+    ('{"status": 3}', "status"),
+])
+def test_one_validated_reader_for_every_json(tmp_path, body, needle):
+    """Depth, number and schema limits: a bad file is one message naming it, never a RecursionError or KeyError."""
+    from lsr_utils.files import read_json
+    from lsr_utils.runs import RUN_SCHEMA
+
+    f = tmp_path / "run.json"
+    f.write_text(body)
+    with pytest.raises(LsrError, match=needle) as e:
+        read_json(f, "run record", RUN_SCHEMA)
+    assert str(f) in str(e.value)
+
+
+def test_bad_records_and_histories_are_named_and_skipped(copy, tmp_path, capsys):
+    """A record missing fields or holding the wrong types is skipped by name in the report; a history whose loss is
+    a string is a damaged run folder (one message), not a crash of the next command."""
+    from lsr_utils.report import write_report
+
+    kept = tmp_path / "out" / "records"  # records a report keeps (and reads back)
+    kept.mkdir(parents=True)
+    (kept / "a.json").write_text(json.dumps({"dataset": "shapes", "profile": "smoke", "beta": 1.0, "lam": 1.0,
+                                             "run": "shapes/vae-b1-e1-0/gan-l1-e1-0", "values": 3.5}))
+    (kept / "b.json").write_text("[" * 50_000 + "]" * 50_000)
+    warnings = []
+    with pytest.raises(LsrError, match="no evaluated runs"):  # both skipped, by name: nothing left to report
+        write_report(tmp_path / "no-runs", tmp_path / "out", warn=warnings.append)
+    assert any("a.json" in w and "values" in w for w in warnings), warnings
+    assert any("b.json" in w and "nested deeper" in w for w in warnings), warnings
+    h = json.loads((copy["vae"] / "history.json").read_text())
+    h["epoch"]["loss"] = ["not a number"]
+    (copy["vae"] / "history.json").write_text(json.dumps(h))
+    code = main(["train-gan", "--profile", "smoke", "--n-train", "64", "--vae-epochs", "1", "--epochs", "1",
+                 "--out", str(copy["out"]), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "history.json" in err and "Traceback" not in err
+
+
+def test_numbers_are_bound_to_the_weights_they_measure(copy, tmp_path, capsys):
+    """A folder whose weights were swapped for another run's is refused; a record with copied settings but other
+    weights is never reused as 'the evaluation'; a checkpoint claiming an impossible epoch is refused."""
+    vae = copy["vae"]
+    w = torch.load(vae / "weights.pt", weights_only=True)
+    w["encoder"] = {k: (v + 1 if v.is_floating_point() else v) for k, v in w["encoder"].items()}
+    torch.save(w, vae / "weights.pt")  # another run's weights, same architecture
+    code = main(["evaluate", str(copy["gan"]), "--no-fid", "--no-progress", "--classifier", str(copy["clf"])])
+    err = capsys.readouterr().err
+    assert code == 2 and "SHA-256" in err and "Traceback" not in err
+
+
+def test_a_checkpoint_claiming_an_impossible_position_is_refused(tmp_path):
+    from lsr_utils.config import make_config
+    from lsr_utils.data import load_data
+    from lsr_utils.train import run_path, train_vae
+
+    data = load_data("shapes", n_train=64, n_test=32)
+    cfg = make_config("smoke", n_train=64, vae_epochs=2).vae
+
+    def crash(event, info):
+        if event == "step" and info["step"] == 2:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError):
+        train_vae(cfg, data, out=tmp_path, progress=False, checkpoint_every_steps=1, callbacks=[crash])
+    ck_path = run_path(cfg, data, out=tmp_path) / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    ck["epoch"] = 999
+    torch.save(ck, ck_path)
+    with pytest.raises(LsrError, match="claims epoch 999"):
+        train_vae(cfg, data, out=tmp_path, progress=False)
+
+
+def test_sizes_from_outside_are_bounded_before_anything_is_allocated(copy, tmp_path, capsys):
+    import zipfile
+
+    import numpy as np
+
+    for args, needle in ((["train-vae", "--n-train", "1000000000000"], "n_train"),
+                         (["evaluate", str(copy["gan"]), "--samples", "100000"], "samples")):
+        code = main(args + ["--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and "Traceback" not in err, err
+    cfg_file = copy["vae"] / "config.json"  # a received config.json asking for a 20 GB network
+    d = json.loads(cfg_file.read_text())
+    d["config"]["latent_dim"] = 10_000_000
+    cfg_file.write_text(json.dumps(d))
+    code = main(["evaluate", str(copy["gan"]), "--no-fid", "--no-progress", "--classifier", str(copy["clf"])])
+    err = capsys.readouterr().err
+    assert code == 2 and "latent_dim" in err and "limit" in err and "Traceback" not in err
+    # an .npz whose header claims 1e11 elements: refused from the header, before anything is allocated
+    root = tmp_path / "imagenet64"
+    root.mkdir()
+    for name in ("train_data_batch_1.npz", "val_data.npz"):
+        np.savez(root / name, data=np.zeros((2, 12288), np.uint8), labels=np.ones(2, np.int64))
+        with zipfile.ZipFile(root / name) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        raw = members["data.npy"]
+        members["data.npy"] = raw.replace(b"(2, 12288)", b"(100000000, 1000)")
+        with zipfile.ZipFile(root / name, "w") as z:
+            for n, b in members.items():
+                z.writestr(n, b)
+    code = main(["train-vae", "--dataset", "imagenet64", "--data-root", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "claims" in err and "refused before reading" in err and "Traceback" not in err, err
+
+
+def test_sigterm_checkpoints_like_ctrl_c(tmp_path):
+    """SIGTERM (timeout, docker, SLURM preemption) stops training at a checkpoint, with the resume command."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, LSR_PROGRESS="0", LSR_PROFILE="smoke")
+    cmd = [sys.executable, "-m", "lsr_utils.cli", "train-vae", "--vae-epochs" if False else "--epochs", "6",
+           "--n-train", "512", "--out", str(tmp_path), "--no-progress"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob("shapes/vae-*/checkpoint.pt")):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "SIGTERM" in err and "Run the same command again to resume" in err, err
+    assert list(tmp_path.glob("shapes/vae-*/checkpoint.pt")) and not list(tmp_path.glob("shapes/vae-*/weights.pt"))
+
+
+def test_a_killed_write_leaves_temporaries_that_the_next_run_removes(copy):
+    from lsr_utils.runs import RunDir
+
+    stale = copy["vae"] / ".checkpoint.pt.tmp12345"
+    stale.write_bytes(b"half a checkpoint")
+    with RunDir(copy["vae"]).lock():
+        pass
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["selfcheck", "--steps", "0"], "at least 5"),
+    (["selfcheck", "--steps", "-3"], "at least 5"),
+    (["reproduce", "--budget", "nan", "--dry-run"], "budget"),
+])
+def test_no_vacuous_pass(args, needle, capsys):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_no_false_verdict_from_too_few_images_and_resume_with_fresh_is_refused(copy, capsys):
+    before = (copy["gan"] / "metrics.json").read_bytes() if (copy["gan"] / "metrics.json").exists() else None
+    code = main(["evaluate", str(copy["gan"]), "--n-test", "1", "--no-fid", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "at least 10" in err
+    after = (copy["gan"] / "metrics.json").read_bytes() if (copy["gan"] / "metrics.json").exists() else None
+    assert before == after  # nothing written over the existing record
+    code = main(["train-vae", "--resume", str(copy["vae"]), "--fresh", "--no-progress"])
+    assert code == 2 and "--fresh" in capsys.readouterr().err
+
+
+def test_the_classifier_takes_its_classes_from_the_data(tmp_path):
+    """An image folder of 12 classes trains a 12-way classifier (it used to fail with IndexError)."""
+    from PIL import Image
+
+    from lsr_utils.classifier import classifier_config, train_classifier
+
+    for split, n in (("train", 4), ("test", 2)):
+        for c in range(12):
+            d = tmp_path / "imgs" / split / f"class{c:02d}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (20 * c, 10 * i, 0)).save(d / f"{i}.png")
+    run = train_classifier(classifier_config("imagefolder", "smoke", batch_size=8, n_train=None),
+                           out=tmp_path / "runs", data_root=tmp_path / "imgs", progress=False)
+    assert run.config.num_classes == 12

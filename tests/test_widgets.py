@@ -1,5 +1,4 @@
 """Headless tests of the latent explorer: set widget values, check which images change."""
-import json
 
 import pytest
 import torch
@@ -123,7 +122,7 @@ def test_bad_runs_give_a_message_not_a_traceback(runs, tmp_path):
 
 
 def test_model_refuses_a_vae_run(runs):
-    from lsr_utils.train import load_run
+    from lsr_utils.runs import load_run
     from lsr_utils.widgets import ExplorerModel
 
     out, data = runs

@@ -28,10 +28,9 @@ taken for this one.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,9 +38,12 @@ import torch
 from ..config import DATASET_GEOMETRY, check_dataset_name
 from ..errors import DataMissingError, LsrError
 from . import celeba, cifar10, folders, idx, imagenet64, shapes
-from .batches import DeviceBatches  # noqa: F401  (re-exported: the training set on the device)
-from .cache import cache_dir  # noqa: F401
-from .images import ImageData, display_path  # noqa: F401  (the type every loader returns)
+from .batches import DeviceBatches
+from .cache import cache_dir, offline
+from .images import ImageData, display_path
+
+__all__ = ["DATASETS", "DeviceBatches", "ImageData", "balanced_order", "bind_data", "cache_dir", "dataset_names",
+           "display_path", "load_data", "load_split", "offline", "select"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("mnist", 28, 1, ("{root}/mnist/", "{root}/MNIST/raw/", "{root}/"),
                 "the four IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
                 "t10k-labels-idx1-ubyte (each optionally .gz) from https://yann.lecun.com/exdb/mnist/"),
+    DatasetInfo("mnist-test", 28, 1, ("{root}/mnist/", "{root}/MNIST/raw/", "{root}/"),
+                "the official MNIST test set alone (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally "
+                ".gz), split into a seeded, class-balanced 8,000 images to train and 2,000 held out"),
     DatasetInfo("fashion-mnist", 28, 1,
                 ("{root}/fashion-mnist/", "{root}/FashionMNIST/raw/", f"{idx.DEBIAN_FASHION}/"),
                 "the same four IDX file names as MNIST, from https://github.com/zalandoresearch/fashion-mnist "
@@ -123,11 +128,8 @@ def select(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
 
 # ----------------------------------------------------------------------------- loading
 def default_root() -> Path:
-    return Path(os.environ.get("LSR_DATA_ROOT", "data"))
-
-
-def offline() -> bool:
-    return os.environ.get("LSR_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+    """The data folder when none is given: ``./data`` (the edges pass ``$LSR_DATA_ROOT``)."""
+    return Path("data")
 
 
 def network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
@@ -188,8 +190,20 @@ def _download(name: str, root: Path) -> None:
                 shutil.rmtree(root, ignore_errors=True)
 
 
+MNIST_TEST_SPLIT = (8000, 2000)  # mnist-test: the official test set, split into training and held-out images
+
+
 def _load_source(name: str, root: Path, image_size: int | None, progress: bool):
     """(train_x, train_y, test_x, test_y, classes, where, fingerprint) from local files, or None."""
+    if name == "mnist-test":  # the 10,000 official test images alone: a seeded, balanced 8,000 / 2,000 split
+        te = idx.load_split("mnist", root, "test")
+        if te is None:
+            return None
+        order = balanced_order(te[1], seed=20)
+        tr_i, te_i = order[:MNIST_TEST_SPLIT[0]], order[MNIST_TEST_SPLIT[0]:sum(MNIST_TEST_SPLIT)]
+        where = idx.find("mnist", root, "test", "images").parent
+        return (te[0][tr_i], te[1][tr_i], te[0][te_i], te[1][te_i], idx.classes("mnist"), str(where),
+                f"{te[2]}-split{MNIST_TEST_SPLIT[0]}/{MNIST_TEST_SPLIT[1]}")
     if name in ("mnist", "fashion-mnist"):
         tr, te = idx.load_split(name, root, "train"), idx.load_split(name, root, "test")
         if tr is None or te is None:

@@ -1,6 +1,6 @@
 """The dataset cache: decoded images kept as uint8 tensors, so that image files are decoded once.
 
-Entries live under ``$LSR_CACHE`` (default ``~/.cache/lsr-kit``), keyed by the
+Entries live under the cache folder (``$LSR_CACHE`` at the edge, default ``~/.cache/lsr-kit``), keyed by the
 content fingerprint of their source files, written atomically and read with
 ``weights_only=True``. A corrupt entry is rebuilt, never trusted; a read-only
 cache only costs speed.
@@ -8,16 +8,28 @@ cache only costs speed.
 from __future__ import annotations
 
 import hashlib
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import LsrError
 from ..files import atomic_torch_save, atomic_write_bytes
 
+_DEFAULTS = {"cache": None, "offline": False}
+
+
+def set_defaults(*, cache: Path | None = None, offline: bool = False) -> None:
+    """The cache folder (None: ``~/.cache/lsr-kit``) and whether downloads are off, for every loader: set by the
+    edges from the environment (:func:`lsr_utils.settings.install`)."""
+    _DEFAULTS.update(cache=Path(cache) if cache else None, offline=bool(offline))
+
+
+def offline() -> bool:
+    """Whether downloads are off (``LSR_OFFLINE=1`` at the edge)."""
+    return _DEFAULTS["offline"]
+
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LSR_CACHE", Path.home() / ".cache" / "lsr-kit"))
+    return _DEFAULTS["cache"] or Path.home() / ".cache" / "lsr-kit"
 
 
 def cached(name: str, key: str, build: Callable[[], dict]) -> dict:

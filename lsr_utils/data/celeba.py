@@ -1,12 +1,17 @@
 """CelebA: the aligned JPEGs and the official partition file (torchvision's layout), 140x140 centre crop -> 64x64."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LsrError
+from ..files import open_regular
 from .cache import cached, file_fingerprint
+from .folders import MAX_IMAGE_BYTES
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
 
 
 def folder(root: Path) -> Path:
@@ -24,6 +29,10 @@ def load(root: Path, progress: bool = True):
         raise LsrError(f"{parts}: not readable ({type(e).__name__})") from None
     if not rows or any(len(r) != 2 or r[1] not in ("0", "1", "2") for r in rows):
         raise LsrError(f"{parts}: expected lines '<image name> <0|1|2>' (the official partition file)")
+    for r in rows:  # a name is a file of img_align_celeba/, never a path out of it
+        if not SAFE_NAME.match(r[0]):
+            raise LsrError(f"{parts}: the image name {r[0][:80]!r} is not a plain file name in img_align_celeba/; "
+                           f"refused (the official partition names files like 000001.jpg)")
     fp = file_fingerprint([parts]) + "-" + str(len(rows))  # the images themselves are named by the partition
 
     def build():
@@ -38,7 +47,7 @@ def load(root: Path, progress: bool = True):
             xs = np.empty((len(names), 3, 64, 64), np.uint8)
             for i, n in enumerate(progress_bar(names, desc=f"decoding celeba {split}", disable=not progress)):
                 try:
-                    with Image.open(imgs / n) as im:  # the usual 140x140 centre crop
+                    with open_regular(imgs / n, "image", max_bytes=MAX_IMAGE_BYTES) as f, Image.open(f) as im:
                         w, h = im.size
                         im = im.convert("RGB").crop(((w - 140) // 2, (h - 140) // 2, (w + 140) // 2,
                                                      (h + 140) // 2))

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LsrError
+from ..files import read_regular
 from .cache import cached, file_fingerprint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MAX_IMAGE_BYTES = 64 << 20       # one image file (a zip member is checked against it before it is inflated)
+MAX_IMAGE_PIXELS = 8192 * 8192   # one image's claimed size, checked from its header before it is decoded
 
 
 def decode_image(data: bytes, size: int, channels: int, name: str) -> np.ndarray:
@@ -26,6 +30,10 @@ def decode_image(data: bytes, size: int, channels: int, name: str) -> np.ndarray
 
     try:
         with Image.open(io.BytesIO(data)) as im:
+            if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
+                raise LsrError(f"{name}: the image claims {im.size[0]:,} x {im.size[1]:,} pixels, over the kit's limit "
+                               f"of {MAX_IMAGE_PIXELS:,}; refused before decoding (raise MAX_IMAGE_PIXELS in "
+                               f"lsr_utils/data/folders.py for genuinely large images)")
             im = im.convert("L" if channels == 1 else "RGB")
             if im.size != (size, size):
                 w, h = im.size
@@ -33,7 +41,7 @@ def decode_image(data: bytes, size: int, channels: int, name: str) -> np.ndarray
                 im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
                 im = im.resize((size, size), Image.BICUBIC)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise LsrError(f"{name}: not a readable image ({type(e).__name__}); remove or replace this file") from None
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
@@ -60,8 +68,18 @@ class Split:
 
     def read(self, key: str) -> bytes:
         try:
-            return self._zip.read(key) if self._zip else Path(key).read_bytes()
-        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError) as e:
+            if self._zip:
+                info = self._zip.getinfo(key)
+                if info.file_size > MAX_IMAGE_BYTES:
+                    raise LsrError(f"{self.where}:{key} inflates to {info.file_size:,} bytes, over the {MAX_IMAGE_BYTES:,}"
+                                   f"-byte limit of one image; refused before inflating it")
+                with self._zip.open(info) as f:
+                    data = f.read(MAX_IMAGE_BYTES + 1)  # the header may lie about the size: never more than the limit
+                if len(data) > MAX_IMAGE_BYTES:
+                    raise LsrError(f"{self.where}:{key} inflates past the {MAX_IMAGE_BYTES:,}-byte limit of one image")
+                return data
+            return read_regular(Path(key), "image", max_bytes=MAX_IMAGE_BYTES)
+        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, EOFError, zlib.error) as e:
             raise LsrError(f"{self.where}: cannot read {key} ({type(e).__name__}); the file is damaged") from None
 
     def name_of(self, key: str) -> str:

@@ -14,9 +14,36 @@ def folders(root: Path) -> list[Path]:
     return [root / "imagenet64", root / "Imagenet64_train_npz", root / "Imagenet64_val_npz", root]
 
 
+MAX_NPZ_ARRAY_BYTES = 4 << 30  # one array of one npz file (an official batch holds about 0.4 GB)
+
+
+def _check_npz(p: Path) -> None:
+    """Refuse, before anything is allocated, an npz whose arrays claim more than the limit (from each .npy header)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(f)
+                claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if claimed > MAX_NPZ_ARRAY_BYTES or claimed > info.file_size + 4096 + 1024:
+                    raise LsrError(f"{p}: its array {info.filename} claims {claimed:,} bytes (the file holds "
+                                   f"{info.file_size:,}); refused before reading it (limit {MAX_NPZ_ARRAY_BYTES:,} "
+                                   f"bytes, MAX_NPZ_ARRAY_BYTES in lsr_utils/data/imagenet64.py)")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise LsrError(f"{p}: not a readable ImageNet 64x64 npz file ({type(e).__name__})") from None
+
+
 def _read(p: Path):
     import torch
 
+    _check_npz(p)
     try:
         with np.load(p, allow_pickle=False) as z:
             x = np.asarray(z["data"], np.uint8).reshape(-1, 3, 64, 64)

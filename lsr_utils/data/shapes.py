@@ -40,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..errors import LsrError
 from .images import ImageData
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
@@ -134,7 +135,7 @@ def render(factors: dict, rng: np.random.Generator | None, size: int = IMAGE_SIZ
         return clean, clean
     g = design.texture_grain
     cells = -(-size // g)
-    grain = lambda t: t.repeat(g, axis=2).repeat(g, axis=3)[:, :, :size, :size] if g > 1 else t  # noqa: E731
+    grain = lambda t: t.repeat(g, axis=2).repeat(g, axis=3)[:, :, :size, :size] if g > 1 else t
     tex_obj = grain(rng.uniform(-1, 1, (n, 3, cells, cells))) * design.texture_object
     tex_bg = grain(rng.uniform(-1, 1, (n, 3, cells, cells))) * design.texture_background
     textured = np.clip(clean + cover * tex_obj + (1 - cover) * tex_bg, 0.0, 1.0)
@@ -174,8 +175,14 @@ def fingerprint(seed: int, design: Design | None = None) -> str:
 
 def load(n_train: int | None, n_test: int | None, seed: int):
     """``shapes`` as :class:`~lsr_utils.data.ImageData` (20,000 / 2,000 images by default)."""
+    from ..config import LIMITS
+
     n_train = 20000 if n_train is None else n_train
     n_test = 2000 if n_test is None else n_test
+    if max(n_train, n_test) > LIMITS["generated_images"]:
+        raise LsrError(f"shapes: {max(n_train, n_test):,} images to generate is over the kit's limit of "
+                       f"{LIMITS['generated_images']:,} (about {LIMITS['generated_images'] * 3072 / 1e9:.0f} GB); "
+                       f"raise LIMITS['generated_images'] in lsr_utils/config.py if you really need more")
     tr = generate_shapes(n_train, seed=seed, split="train")
     te = generate_shapes(n_test, seed=seed, split="test")
     return ImageData("shapes", torch.from_numpy(tr.images), torch.from_numpy(tr.factors["shape"]).long(),

@@ -1,0 +1,58 @@
+"""Everything the kit takes from the environment, read in one place: :func:`from_environment`.
+
+Only the edges call it: the ``lsr`` command (:mod:`lsr_utils.cli`) and a
+notebook's :func:`lsr_utils.notebook.setup` (right after its ``parameters``
+cell). They pass what it read on as arguments (the profile, the data folder,
+the FID weights, progress bars) and install the two data defaults that every
+loader shares with :func:`install` (the cache folder and whether to download);
+no other module reads an environment variable.
+
+| variable | meaning | default |
+| --- | --- | --- |
+| ``LSR_PROFILE`` | the profile (smoke, quick, paper) | ``smoke`` where ``CI`` is set, else ``quick`` |
+| ``LSR_DATA_ROOT`` | the folder holding local datasets | ``./data`` |
+| ``LSR_OFFLINE`` | never download a dataset (``1``) | downloads where a network answers |
+| ``LSR_CACHE`` | the cache of decoded datasets and Frechet statistics | ``~/.cache/lsr-kit`` |
+| ``LSR_PROGRESS`` | ``0``: no progress bars | bars on |
+| ``LSR_FID_WEIGHTS`` | the Inception weights file of FID | the kit's store (``lsr fid-weights``) |
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import check_profile
+
+_FALSE = ("", "0", "false", "no")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment says (see the module's table)."""
+
+    profile: str = "quick"
+    data_root: Path | None = None
+    offline: bool = False
+    cache: Path | None = None
+    progress: bool = True
+    fid_weights: str | None = None
+
+
+def from_environment(environ: Mapping[str, str]) -> Settings:
+    """The settings ``environ`` (``os.environ`` at an edge) gives; a bad profile is one message."""
+    profile = environ.get("LSR_PROFILE") or ("smoke" if environ.get("CI", "").lower() not in _FALSE else "quick")
+    return Settings(profile=check_profile(profile),
+                    data_root=Path(environ["LSR_DATA_ROOT"]) if environ.get("LSR_DATA_ROOT") else None,
+                    offline=environ.get("LSR_OFFLINE", "").strip().lower() not in _FALSE,
+                    cache=Path(environ["LSR_CACHE"]) if environ.get("LSR_CACHE") else None,
+                    progress=environ.get("LSR_PROGRESS", "1") != "0",
+                    fid_weights=environ.get("LSR_FID_WEIGHTS") or None)
+
+
+def install(settings: Settings) -> Settings:
+    """Set the data defaults every loader shares (the cache folder, downloads allowed or not); returns ``settings``."""
+    from .data import cache
+
+    cache.set_defaults(cache=settings.cache, offline=settings.offline)
+    return settings
