@@ -47,6 +47,9 @@ def main() -> None:
     ap.add_argument("--classifier", default=None, help="a finished classifier run folder")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="train stage 2 with this recipe field changed (e.g. lr=1e-4, ema=0.99, lam=5): a variant, "
+                         "not the run's own training")
     a = ap.parse_args()
 
     from benchmarks.latent_coverage import _recalibrated  # BatchNorm statistics re-estimated over prior samples
@@ -65,6 +68,17 @@ def main() -> None:
     if not isinstance(run, GANRun):
         raise SystemExit(f"{a.run}: give an LSR-GAN run (a gan-* folder)")
     cfg = run.config
+    for item in a.set:
+        import ast
+
+        from lsr_utils.config import set_path
+
+        field, _, text = item.partition("=")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        cfg = set_path(cfg, field, value)
     vae = run.vae
     if a.vae_snapshot:
         snap = torch.load(a.vae_snapshot, map_location=device, weights_only=True)
@@ -128,7 +142,7 @@ def main() -> None:
             if done >= steps:
                 break
     same = None
-    if steps == own and not a.vae_snapshot:
+    if steps == own and not a.vae_snapshot and not a.set:
         ref = run.generator.state_dict()
         same = max(float((t.float() - ref[k].float()).abs().max()) for k, t in renderer.state_dict().items()
                    if t.is_floating_point())
@@ -137,6 +151,10 @@ def main() -> None:
            if a.vae_snapshot else None, "top_eigenvalues": spread["top_eigenvalues"],
            "vae_accuracy": round(acc_vae, 1), "vae_prior_statistics_accuracy": round(acc_prior_bn, 1),
            "trajectory": rows, "max_weight_difference_to_run": same,
+           "recipe_changes": a.set,
+           "mean_accuracy_second_half": round(sum(r["lsr_gan_accuracy"] for r in rows[len(rows) // 2:]) /
+                                              max(1, len(rows) - len(rows) // 2), 1),
+           "min_accuracy_second_half": min((r["lsr_gan_accuracy"] for r in rows[len(rows) // 2:]), default=None),
            "seconds": round(time.monotonic() - t0, 1)}
     print(json.dumps(out))
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ClassifierConfig, classifier_settings, measuring_profile
+from .config import DEFAULT_PROFILE, ClassifierConfig, classifier_settings, measuring_profile
 from .data import DeviceBatches, ImageData, bind_data, load_data
 from .errors import LsrError
 from .fid import FeatureExtractor
@@ -36,7 +36,7 @@ from .runtime import resolve_device, set_seed
 from .stage import Stage
 
 
-def classifier_config(dataset: str, profile: str = "quick", **kw) -> ClassifierConfig:
+def classifier_config(dataset: str, profile: str = DEFAULT_PROFILE, **kw) -> ClassifierConfig:
     """The classifier of ``dataset`` as ``profile`` sizes it (lsr_utils.config.classifier_settings), with ``kw``."""
     return ClassifierConfig(**{**classifier_settings(dataset, profile), **kw})
 

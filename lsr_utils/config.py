@@ -275,6 +275,11 @@ class GANConfig(TrainConfig):
                                                                  "network given in Python", since="0.3")
     d_warmup: int = spec(0, nonneg_int, "first steps in which only the discriminator trains, against the frozen "
                                         "initial generator (the paper's: 0)", since="0.3")
+    d_lr: float | None = spec(None, optional_float, "the discriminator's learning rate (None: the same as the "
+                                                    "generator's, the paper's)", since="0.3")
+    g_freeze: int = spec(0, one_of(0, 1, 2, 3), "leading stages of the generator kept as the VAE decoder's (weights "
+                                                "and BatchNorm statistics): 0 none (the paper's), 1 the input layer, "
+                                                "2 and 3 also the first up-blocks", since="0.3")
     ema: float = spec(0.0, decay_rate, "decay of an exponential moving average of the generator's weights, which then "
                                        "renders every image (0: none, the paper's)", since="0.3")
 
@@ -404,6 +409,9 @@ DATASET_PROFILES: dict[tuple[str, str], dict] = {
     # them: benchmarks/RESULTS.md), to fit `lsr demo` in 10 minutes on a 2-core CPU (README: what `lsr demo` shows)
     ("shapes", "quick"): dict(n_train=8000, vae_epochs=4, gan_epochs=1,
                               why="minutes on a 2-core laptop CPU: 8,000 images, 4 VAE + 1 LSR-GAN epochs, fp32"),
+    # the demo's digits: the same schedule as `shapes` (only the dataset changes)
+    ("mnist-test", "quick"): dict(n_train=8000, vae_epochs=4, gan_epochs=1,
+                                  why="the demo's schedule on the 8,000 training digits of mnist-test"),
 }
 
 # The `shapes` classifier: small, easy images, so a narrower net and smaller batches (100 % in 4 epochs of 5,000).
@@ -420,6 +428,13 @@ def check_profile(name: str) -> str:
 
 
 DEFAULT_PROFILE = "quick"  # where none is given (the edges give $LSR_PROFILE, or smoke under CI: lsr_utils.settings)
+CI_PROFILE = "smoke"       # under CI ($CI set), where $LSR_PROFILE is not
+
+
+def plumbing_only(profile: str) -> bool:
+    """Whether runs of ``profile`` only prove the plumbing (seconds of training; their outputs stay out of the
+    committed figures and results, and the explorer says they are untrained). A custom run is not."""
+    return profile in PROFILES and PROFILES[profile].plumbing_only
 
 
 def profile_sizes(profile: str | None, dataset: str = "shapes") -> Profile:
@@ -513,7 +528,8 @@ def apply_settings(cfg: GANConfig, settings: dict) -> GANConfig:
     return cfg
 
 
-RECIPE_FIELDS = ("lr", "adam_betas", "lr_warmup", "lr_decay", "batch_size", "d_warmup", "ema", "lam")
+RECIPE_FIELDS = ("lr", "adam_betas", "lr_warmup", "lr_decay", "batch_size", "d_warmup", "d_lr", "g_freeze", "ema",
+                 "lam")
 
 
 def recipe_differences(cfg: GANConfig) -> list[dict]:
@@ -551,6 +567,6 @@ def _follows_recipe(cfg, p: Profile) -> bool:
     have = flat_dict(full.to_dict() if full else {"vae": cfg.to_dict()})
     want = flat_dict(ref.to_dict() if full else {"vae": ref.vae.to_dict()})
     fields_of_recipe = {f.name for f in fields(TrainConfig) if f.name not in ("epochs", "seed", "precision")} | \
-        {"d_warmup", "ema"}
+        {"d_warmup", "d_lr", "g_freeze", "ema"}
     recipe = lambda d: {k: v for k, v in d.items() if k.split(".")[-1] in fields_of_recipe}
     return recipe(have) == recipe(want)

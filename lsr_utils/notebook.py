@@ -140,6 +140,7 @@ def setup(*, profile: str | None = None, name: str = "notebook", root: str | Pat
     ``runs/_smoke/``, never over the committed ones), or ``<out>/runs``, ``<out>/figures``, ``<out>/results``."""
     env = install(from_environment(os.environ if environ is None else environ))  # the notebook's edge
     profile = check_profile(profile) if profile else env.profile
+    out = out if out is not None else env.out
     root = Path(root).resolve() if root else project_root()
     if out is not None:
         base = Path(out).resolve()

@@ -29,6 +29,7 @@ import math
 import os
 import re
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,15 +78,16 @@ class Layout:
     results: Path
     notebooks: Path
     in_place: bool  # the project's own notebooks are executed in place (their committed outputs)
+    sources: Path | None = None  # where the notebooks are read from (default: <root>/notebooks)
 
     @classmethod
     def of(cls, out: str | Path | None, profile: str, dataset: str) -> Layout:
-
         root = project_root(Path(__file__).resolve().parent)  # the checkout the kit runs from: its notebooks
         if not (root / "notebooks" / f"{NOTEBOOKS[0]}.ipynb").is_file():
-            raise LsrError("lsr reproduce runs the kit's notebooks, which come with a checkout of the repository "
-                           f"(not found beside {Path(__file__).resolve().parent}); install the kit from a checkout "
-                           "(pip install -e .)")
+            # an installed kit: the notebooks its wheel installs (share/lsr-kit/notebooks), executed as copies
+            shipped = installed_notebooks()
+            out = Path(out if out is not None else "lsr-reproduction").resolve()
+            return cls(out, out / "runs", out / "figures", out / "results", out / "notebooks", False, shipped)
         if out is None:
             runs = root / "runs"
             plumbing = PROFILES[profile].plumbing_only
@@ -95,6 +97,19 @@ class Layout:
                        root / "notebooks" if in_place else runs / "reproduce" / f"{dataset}-{profile}", in_place)
         out = Path(out).resolve()
         return cls(root, out / "runs", out / "figures", out / "results", out / "notebooks", False)
+
+
+def installed_notebooks() -> Path:
+    """The notebooks an installed kit ships (the wheel's data files: <prefix>/share/lsr-kit/notebooks)."""
+    import sysconfig
+
+    for scheme_path in {sysconfig.get_paths()["data"], sysconfig.get_paths(vars={"base": sys.prefix})["data"]}:
+        folder = Path(scheme_path) / "share" / "lsr-kit" / "notebooks"
+        if (folder / f"{NOTEBOOKS[0]}.ipynb").is_file():
+            return folder
+    raise LsrError("lsr reproduce runs the kit's notebooks, which were not found (neither a checkout of the "
+                   "repository nor an installed kit's share/lsr-kit/notebooks); reinstall the kit (pip install "
+                   "lsr-kit, or pip install -e . in a checkout)")
 
 
 # ----------------------------------------------------------------------------- unit functions (picklable)
@@ -178,11 +193,13 @@ def notebook_unit(spec: dict) -> dict:
     """Execute one notebook: in place (the project's committed outputs) or as a copy (papermill)."""
 
     if spec["in_place"]:
-        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"), spec["dataset"])
+        return run_in_place(spec["notebook"], spec["profile"], spec.get("manifest"), spec["dataset"],
+                            fid=spec["params"].get("fid"))
     return run_notebook(spec["notebook"], spec["target"], spec["params"], spec.get("manifest"))
 
 
-def run_in_place(notebook: str, profile: str, manifest: str | None = None, dataset: str = "shapes") -> dict:
+def run_in_place(notebook: str, profile: str, manifest: str | None = None, dataset: str = "shapes",
+                 fid: bool | None = None) -> dict:
     """Execute a notebook of the project in place: its own cells, with the reproduction's ``profile``, ``dataset``
     (notebook 05 draws only it: the plan counts its runs) and ``manifest`` given as its parameters.
 
@@ -195,7 +212,7 @@ def run_in_place(notebook: str, profile: str, manifest: str | None = None, datas
 
     path = Path(notebook)
     nb = nbformat.read(str(path), as_version=4)
-    given = {"profile": profile, "manifest": manifest}
+    given = {"profile": profile, "manifest": manifest, **({"fid": fid} if fid is not None else {})}
     where = next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if where is None:
         raise LsrError(f"{path}: no cell tagged 'parameters'; the kit's notebooks all have one")
@@ -346,7 +363,7 @@ def plan(dataset: str = "shapes", profile: str | None = None, *, out=None, data_
             params = {k: v for k, v in params.items() if k != "dataset"} | {"datasets": [dataset]}
         if nb.startswith("02"):
             params["fid"] = fid
-        source = lay.root / "notebooks" / f"{nb}.ipynb"
+        source = (lay.sources or lay.root / "notebooks") / f"{nb}.ipynb"
         add(f"notebook-{nb[:2]}", notebook_unit, {"notebook": str(source), "target": str(lay.notebooks / f"{nb}.ipynb"),
                                                   "params": params, "in_place": lay.in_place, "profile": profile,
                                                   "dataset": dataset,

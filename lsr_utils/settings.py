@@ -15,6 +15,7 @@ no other module reads an environment variable.
 | ``LSR_CACHE`` | the cache of decoded datasets and Frechet statistics | ``~/.cache/lsr-kit`` |
 | ``LSR_PROGRESS`` | ``0``: no progress bars | bars on |
 | ``LSR_FID_WEIGHTS`` | the Inception weights file of FID | the kit's store (``lsr fid-weights``) |
+| ``LSR_OUT`` | where a notebook whose ``out`` is None writes its runs, figures and results | the project's |
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import check_profile
+from .config import CI_PROFILE, DEFAULT_PROFILE, check_profile
 
 _FALSE = ("", "0", "false", "no")
 
@@ -31,23 +32,26 @@ _FALSE = ("", "0", "false", "no")
 class Settings:
     """What the environment says (see the module's table)."""
 
-    profile: str = "quick"
+    profile: str = DEFAULT_PROFILE
     data_root: Path | None = None
     offline: bool = False
     cache: Path | None = None
     progress: bool = True
     fid_weights: str | None = None
+    out: Path | None = None
 
 
 def from_environment(environ: Mapping[str, str]) -> Settings:
     """The settings ``environ`` (``os.environ`` at an edge) gives; a bad profile is one message."""
-    profile = environ.get("LSR_PROFILE") or ("smoke" if environ.get("CI", "").lower() not in _FALSE else "quick")
+    profile = environ.get("LSR_PROFILE") or (CI_PROFILE if environ.get("CI", "").lower() not in _FALSE
+                                             else DEFAULT_PROFILE)
     return Settings(profile=check_profile(profile),
                     data_root=Path(environ["LSR_DATA_ROOT"]) if environ.get("LSR_DATA_ROOT") else None,
                     offline=environ.get("LSR_OFFLINE", "").strip().lower() not in _FALSE,
                     cache=Path(environ["LSR_CACHE"]) if environ.get("LSR_CACHE") else None,
                     progress=environ.get("LSR_PROGRESS", "1") != "0",
-                    fid_weights=environ.get("LSR_FID_WEIGHTS") or None)
+                    fid_weights=environ.get("LSR_FID_WEIGHTS") or None,
+                    out=Path(environ["LSR_OUT"]) if environ.get("LSR_OUT") else None)
 
 
 def install(settings: Settings) -> Settings:

@@ -170,6 +170,8 @@ def build_stage(cfgs, device, *, total_steps: int, encoders=None, decoders=None,
                                f"decoder's architecture") from None
     templates = {"generator": gen0, "discriminator": disc0}
     models = {"generator": wide(gens), "discriminator": wide([disc0] * m)}
+    if cfg.g_freeze:
+        freeze_leading(models["generator"], cfg.g_freeze)
     ema = None
     if cfg.ema:
         ema = copy.deepcopy(models["generator"]).requires_grad_(False)
@@ -179,14 +181,33 @@ def build_stage(cfgs, device, *, total_steps: int, encoders=None, decoders=None,
     shared = len(frozen) == 1
     encoder = place(frozen[0] if shared else stack_members(frozen)).eval().requires_grad_(False)
     opt_g = adam(models["generator"].parameters(), cfg.lr, cfg.adam_betas, device, capturable)
-    opt_d = adam(models["discriminator"].parameters(), cfg.lr, cfg.adam_betas, device, capturable)
+    d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
+    opt_d = adam(models["discriminator"].parameters(), d_lr, cfg.adam_betas, device, capturable)
     schedules = (Schedule(opt_g, cfg.lr, cfg.lr_warmup, cfg.lr_decay, total_steps, offset=cfg.d_warmup),
-                 Schedule(opt_d, cfg.lr, cfg.lr_warmup, cfg.lr_decay, total_steps))
+                 Schedule(opt_d, d_lr, cfg.lr_warmup, cfg.lr_decay, total_steps))
     step = GANStep(cfgs, maybe_compile(encoder, compile, device), maybe_compile(models["generator"], compile, device),
                    maybe_compile(models["discriminator"], compile, device), opt_g, opt_d, schedules, noise, device,
                    shared=shared, ema=ema)
     return Stage(kind, cfgs, models, {"generator": opt_g, "discriminator": opt_d},
                  CapturedStep(step) if graphs else step, noise, templates)
+
+
+def freeze_leading(generator: torch.nn.Module, stages: int) -> None:
+    """Keep the first ``stages`` of a (paper) generator as they started, the VAE decoder's: their weights take no
+    gradient and their BatchNorms stay in eval mode (the decoder's statistics, gathered on codes of real images),
+    whatever mode the rest is put in. The later stages learn to render what the latent dropped."""
+    if not (hasattr(generator, "fc") and hasattr(generator, "blocks")):
+        raise LsrError("g_freeze applies to the paper's generator (Table 3's decoder); this generator has another "
+                       "architecture")
+    for part in [generator.fc, *generator.blocks][:stages]:
+        part.requires_grad_(False)
+        part.eval()
+        part.train = _stay_in_eval.__get__(part)  # fit() puts the models in train mode on every step
+
+
+def _stay_in_eval(self, mode: bool = True):
+    """``train()`` of a frozen part: it stays in eval mode."""
+    return self
 
 
 def _frozen(encoder: torch.nn.Module) -> torch.nn.Module:

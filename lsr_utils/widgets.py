@@ -140,10 +140,10 @@ class ExplorerModel:
 
     def untrained(self) -> str | None:
         """A warning when the run's networks have learnt next to nothing (flat grey images), else None."""
-        from .config import PROFILES, infer_profile
+        from .config import infer_profile, plumbing_only
 
         total_kl = float(self.kl.sum())
-        if PROFILES.get(infer_profile(self.run.config), PROFILES["paper"]).plumbing_only:
+        if plumbing_only(infer_profile(self.run.config)):
             return (f"These models are untrained: a smoke-profile run (seconds of training, for tests), so their "
                     f"images are flat and the latent carries {total_kl:.2f} nats. Train with the quick profile "
                     f"(lsr train-gan --profile quick) to see the effect.")

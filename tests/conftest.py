@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,43 @@ os.environ.setdefault("LSR_PROGRESS", "0")
 os.environ.setdefault("LSR_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# The session's smoke runs, shared: the smoke reproduction of tests/test_reproduce.py trains them here, and the
+# notebooks run through nbval afterwards (their kernels given LSR_OUT, their edge's setting) reuse them instead of
+# training them again. Never the project's runs/, figures/ or results/.
+SMOKE_OUT = Path(tempfile.mkdtemp(prefix="lsr-smoke-"))
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # a per-session cache, so tests never read a user's cache: for the library (its data defaults) and for the
-    # edges the tests call (the lsr command and the notebooks read $LSR_CACHE)
+
+def pytest_runtest_setup(item):
+    if str(getattr(item, "fspath", "")).endswith(".ipynb"):
+        os.environ["LSR_OUT"] = str(SMOKE_OUT)
+    else:
+        os.environ.pop("LSR_OUT", None)
+
+
+@pytest.fixture(scope="session")
+def smoke_out():
+    return SMOKE_OUT
+
+
+# A per-session cache, so that tests never read a user's (its datasets, its FID weights): for the library (its data
+# defaults) and for every process the tests start (the lsr command and the notebooks read $LSR_CACHE), set before
+# any fixture of any scope runs.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="lsr-cache-"))
+os.environ["LSR_CACHE"] = str(SESSION_CACHE)
+
+
+def pytest_configure(config):
     from lsr_utils.data.cache import set_defaults
 
-    cache = tmp_path_factory.getbasetemp() / "cache"
-    monkeypatch.setenv("LSR_CACHE", str(cache))
-    set_defaults(cache=cache, offline=True)
+    set_defaults(cache=SESSION_CACHE, offline=True)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(monkeypatch):
+    from lsr_utils.data.cache import set_defaults
+
+    monkeypatch.setenv("LSR_CACHE", str(SESSION_CACHE))
+    set_defaults(cache=SESSION_CACHE, offline=True)
 
 
 @pytest.fixture

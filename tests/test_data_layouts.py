@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from lsr_utils.data import DATASETS, balanced_order, bind_data, load_data
+from lsr_utils.data import DATASETS, balanced_order, bind_data, load_data, load_split
 from lsr_utils.errors import DataMissingError, LsrError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"  # the documentation's dataset page
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -58,6 +58,28 @@ def test_mnist_layouts(tmp_path, layout):
     _mnist(Path(layout.format(root=tmp_path)), np.random.default_rng(0), gz=layout.endswith("raw/"))
     d = load_data("mnist", root=tmp_path)
     assert d.train_x.shape == (30, 1, 28, 28) and d.test_x.shape == (10, 1, 28, 28)
+
+
+@pytest.mark.parametrize("layout", ["{root}/mnist/", "{root}/MNIST/raw/", "{root}/"])
+def test_mnist_test_alone_is_split_8000_to_train_2000_held_out(tmp_path, layout):
+    """mnist-test: the official test set alone, split into a seeded, class-balanced 8,000 / 2,000 (no overlap)."""
+    folder = Path(layout.format(root=tmp_path))
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, (10_000, 28, 28), dtype=np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = np.arange(10_000) // 256, np.arange(10_000) % 256  # each image named
+    _idx(folder / "t10k-images-idx3-ubyte", images, gz=True)
+    _idx(folder / "t10k-labels-idx1-ubyte", np.sort(rng.integers(0, 10, 10_000)).astype(np.uint8), gz=True)
+    d = load_data("mnist-test", root=tmp_path)
+    assert d.train_x.shape == (8000, 1, 28, 28) and d.test_x.shape == (2000, 1, 28, 28)
+    ids = lambda x: set((x[:, 0, 0, 0].long() * 256 + x[:, 0, 0, 1].long()).tolist())
+    assert not ids(d.train_x) & ids(d.test_x)  # held out means held out
+    counts = np.bincount(d.test_y.numpy(), minlength=10)
+    assert counts.max() - counts.min() <= 1  # the held-out images balanced
+    train = np.bincount(d.train_y.numpy(), minlength=10)  # the training images balanced over what is left
+    left = np.bincount(load_split("mnist", "test", root=tmp_path)[1].numpy(), minlength=10) - counts
+    assert all(t == min(left_c, 800) or t >= 800 for t, left_c in zip(train, left)), (train, left)
+    again = load_data("mnist-test", root=tmp_path)
+    assert torch.equal(again.train_x, d.train_x)  # fixed: seeded
 
 
 @pytest.mark.parametrize("layout", ["{root}/fashion-mnist/", "{root}/FashionMNIST/raw/", "debian"])
@@ -157,7 +179,8 @@ def test_imagefolder_layouts(tmp_path, layout):
 
 def test_every_layout_in_the_code_is_in_the_readme_and_tested():
     readme = README.read_text()
-    tested = {"mnist": 3, "fashion-mnist": 3, "cifar10": 5, "celeba": 1, "imagenet64": 3, "imagefolder": 3}
+    tested = {"mnist": 3, "mnist-test": 3, "fashion-mnist": 3, "cifar10": 5, "celeba": 1, "imagenet64": 3,
+              "imagefolder": 3}
     for name, info in DATASETS.items():
         assert f"`{name}`" in readme, name
         for layout in info.layouts:

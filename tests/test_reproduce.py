@@ -73,9 +73,10 @@ def _records(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """`lsr reproduce --profile smoke`, killed during its training and run again (a real process, twice)."""
-    out = tmp_path_factory.mktemp("reproduce") / "out"
+def smoke(smoke_out):
+    """`lsr reproduce --profile smoke`, killed during its training and run again (a real process, twice). Its runs are
+    the session's shared smoke runs (conftest.SMOKE_OUT), which the notebooks under nbval then reuse."""
+    out = smoke_out
     env = dict(os.environ, LSR_PROGRESS="0")
     cmd = [sys.executable, "-m", "lsr_utils.cli", "reproduce", "--profile", "smoke", "--out", str(out),
            "--device", "cpu", "--no-progress"]

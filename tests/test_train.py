@@ -205,3 +205,24 @@ def test_bf16_is_flagged_where_the_cpu_only_emulates_it(tmp_path, monkeypatch):
     assert runtime.bf16_warning(cpu, "fp32") is None
     monkeypatch.setattr(runtime, "cpu_flags", lambda path="/proc/cpuinfo": None)  # cannot tell: no warning
     assert runtime.bf16_warning(cpu, "bf16") is None
+
+
+def test_every_run_writes_its_losses_where_researchers_look(tmp_path, tiny_shapes):
+    """losses.csv (always) and TensorBoard event files (tensorboard installed), matching the run's history; a
+    resumed run's log has each step once."""
+    from lsr_utils.runs import read_loss_csv
+
+    cfg = tiny(vae_epochs=3).vae.replace(batch_size=8)  # 12 steps per epoch, 36 in all; a log row every 5 steps
+    with pytest.raises(Crash):
+        train_vae(cfg, tiny_shapes, out=tmp_path, progress=False, checkpoint_every_steps=10, log_every=5,
+                  callbacks=[crash_at(27)])  # after the row of step 25, past the checkpoint at 20
+    run = train_vae(cfg, tiny_shapes, out=tmp_path, progress=False, log_every=5)
+    log = read_loss_csv(run.path)
+    assert log["steps"]["step"] == run.history["steps"]["step"] == list(range(5, 37, 5))
+    for name in ("loss", "kl_per_image", "mse_per_pixel"):
+        assert log["steps"][name] == pytest.approx(run.history["steps"][name])
+    tb = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    acc = tb.EventAccumulator(str(run.path / "tb"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("loss")]
+    assert steps == log["steps"]["step"]  # the steps after the checkpoint, logged once (purged, then rewritten)

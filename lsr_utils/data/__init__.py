@@ -62,7 +62,7 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
                 "t10k-labels-idx1-ubyte (each optionally .gz) from https://yann.lecun.com/exdb/mnist/"),
     DatasetInfo("mnist-test", 28, 1, ("{root}/mnist/", "{root}/MNIST/raw/", "{root}/"),
                 "the official MNIST test set alone (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally "
-                ".gz), split into a seeded, class-balanced 8,000 images to train and 2,000 held out"),
+                ".gz), split into 2,000 held out (seeded, 200 per class) and the other 8,000 to train"),
     DatasetInfo("fashion-mnist", 28, 1,
                 ("{root}/fashion-mnist/", "{root}/FashionMNIST/raw/", f"{idx.DEBIAN_FASHION}/"),
                 "the same four IDX file names as MNIST, from https://github.com/zalandoresearch/fashion-mnist "
@@ -199,8 +199,10 @@ def _load_source(name: str, root: Path, image_size: int | None, progress: bool):
         te = idx.load_split("mnist", root, "test")
         if te is None:
             return None
+        # held out first, balanced (200 per class); then the training images, balanced over what is left
         order = balanced_order(te[1], seed=20)
-        tr_i, te_i = order[:MNIST_TEST_SPLIT[0]], order[MNIST_TEST_SPLIT[0]:sum(MNIST_TEST_SPLIT)]
+        te_i, rest = order[:MNIST_TEST_SPLIT[1]], order[MNIST_TEST_SPLIT[1]:]
+        tr_i = rest[balanced_order(te[1][rest], seed=21)][:MNIST_TEST_SPLIT[0]]
         where = idx.find("mnist", root, "test", "images").parent
         return (te[0][tr_i], te[1][tr_i], te[0][te_i], te[1][te_i], idx.classes("mnist"), str(where),
                 f"{te[2]}-split{MNIST_TEST_SPLIT[0]}/{MNIST_TEST_SPLIT[1]}")
