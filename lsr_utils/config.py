@@ -386,6 +386,8 @@ class Profile:
     # records stay out of the report while others exist, and the explorer says its runs are untrained
     plumbing_only: bool = False
     demo_variance: int = 100   # sample-variance inputs of `lsr demo`'s evaluation
+    # lambda of `lsr demo`'s LSR-GAN (eq. 1; the paper's range 0.01-20). The reproduction's sweeps set their own.
+    demo_lam: float = 1.0
 
 
 QUICK_SWEEP = (0.01, 0.1, 1.0, 5.0, 10.0, 20.0)
@@ -397,8 +399,14 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             measured_with="smoke", plumbing_only=True, demo_variance=64),
     # quick: 6 of the paper's 8 sweep values (0.5 and 15 left out), so that the whole paper fits 2 hours on a
     # 2-core CPU (README: Reproducing the paper)
+    # Its recipe converges in the few steps a CPU affords (benchmarks/RESULTS.md, "The demo's recipe"): the
+    # VAE's Adam at 1e-3 (the paper's 2e-4 leaves the codes mu(x) far wider than the prior after 1,000 steps),
+    # the discriminator's at 5e-5 (a fresh discriminator at 2e-4 wipes out the shape the generator started with),
+    # and G(mu(x)) read from an exponential moving average of the generator's weights (decay 0.99). The method
+    # (networks, losses, two stages, the generator started from the decoder) is the paper's.
     Profile("quick", 10000, 1000, 4, 2, "minutes on a 2-core laptop CPU", n_variance=250,
-            betas=QUICK_SWEEP, lams=QUICK_SWEEP, classifier_epochs=4),
+            betas=QUICK_SWEEP, lams=QUICK_SWEEP, classifier_epochs=4,
+            recipe=(("vae.lr", 1e-3), ("d_lr", 5e-5), ("ema", 0.99)), demo_lam=5.0),
     Profile("paper", None, None, 100, 500, "the paper's schedule (Appendix D and the reference): for a GPU"),
 )}
 
@@ -407,10 +415,10 @@ DATASET_PROFILES: dict[tuple[str, str], dict] = {
     # `shapes` on a laptop: enough VAE steps (1,000) for its latent to keep which shape the object is, in fp32, the
     # arithmetic every CPU computes fast (bf16 is 2.9x faster only with bf16 instructions, and 16x *slower* without
     # them: benchmarks/RESULTS.md), to fit `lsr demo` in 10 minutes on a 2-core CPU (README: what `lsr demo` shows)
-    ("shapes", "quick"): dict(n_train=8000, vae_epochs=4, gan_epochs=1,
-                              why="minutes on a 2-core laptop CPU: 8,000 images, 4 VAE + 1 LSR-GAN epochs, fp32"),
+    ("shapes", "quick"): dict(n_train=8000, vae_epochs=3, gan_epochs=2,
+                              why="minutes on a 2-core laptop CPU: 8,000 images, 3 VAE + 2 LSR-GAN epochs, fp32"),
     # the demo's digits: the same schedule as `shapes` (only the dataset changes)
-    ("mnist-test", "quick"): dict(n_train=8000, vae_epochs=4, gan_epochs=1,
+    ("mnist-test", "quick"): dict(n_train=8000, vae_epochs=3, gan_epochs=2,
                                   why="the demo's schedule on the 8,000 training digits of mnist-test"),
 }
 

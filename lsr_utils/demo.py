@@ -74,8 +74,8 @@ def run_demo(*, profile: str | None = None, dataset: str = "shapes", data_root=N
     if dataset not in DEMO_DATASETS:
         raise LsrError(f"lsr demo runs on {' or '.join(DEMO_DATASETS)}, not {dataset!r}")
     device = resolve_device(device)
-    cfg = make_config(profile, dataset=dataset, seed=seed)
     sizes = profile_sizes(profile, dataset)
+    cfg = make_config(profile, dataset=dataset, seed=seed, lam=sizes.demo_lam)
     if dataset == "shapes":
         data = load_data("shapes", n_train=cfg.vae.n_train, n_test=sizes.n_test or 2000, seed=cfg.vae.data_seed)
     else:

@@ -226,3 +226,23 @@ def test_every_run_writes_its_losses_where_researchers_look(tmp_path, tiny_shape
     acc.Reload()
     steps = [e.step for e in acc.Scalars("loss")]
     assert steps == log["steps"]["step"]  # the steps after the checkpoint, logged once (purged, then rewritten)
+
+
+def test_the_quick_recipe_differs_from_the_papers_only_in_its_named_fields():
+    """The paper profile trains the paper's recipe; the quick profile (the demo's) changes the learning rates and
+    adds the moving average of G, and says so in every record (recipe_differences), so that no run passes for
+    the paper's while following another recipe. lambda of the demo is the profile's."""
+    from lsr_utils.config import infer_profile, make_config, profile_sizes, recipe_differences
+
+    assert recipe_differences(make_config("paper", dataset="cifar10")) == []
+    quick = make_config("quick", dataset="shapes", lam=profile_sizes("quick", "shapes").demo_lam)
+    diffs = {(d["stage"], d["field"]): (d["kit"], d["paper"]) for d in recipe_differences(quick)}
+    assert diffs == {("vae", "lr"): (1e-3, 2e-4), ("lsr_gan", "d_lr"): (5e-5, None),
+                     ("lsr_gan", "ema"): (0.99, 0.0), ("lsr_gan", "lam"): (5.0, 1.0)}
+    assert (quick.vae.epochs, quick.epochs) == (3, 2)
+    assert infer_profile(quick) == "quick"
+    # the same sizes with the paper's recipe are no profile's
+    assert infer_profile(quick.replace(ema=0.0)) == "custom"
+    # the same recipe, only the dataset changes
+    digits = make_config("quick", dataset="mnist-test")
+    assert {(d["stage"], d["field"]) for d in recipe_differences(digits)} == {k for k in diffs if k[1] != "lam"}
