@@ -548,8 +548,11 @@ def recipe_differences(cfg: GANConfig) -> list[dict]:
     for stage, mine, ref in (("vae", cfg.vae, paper_cfg.vae), ("lsr_gan", cfg, paper_cfg)):
         for name in RECIPE_FIELDS:
             if hasattr(mine, name) and getattr(mine, name) != getattr(ref, name):
+                paper_value = getattr(ref, name)
+                if name == "d_lr" and paper_value is None:   # the paper's discriminator takes the generator's rate
+                    paper_value = ref.lr
                 out.append({"stage": stage, "field": name, "kit": _jsonable(getattr(mine, name)),
-                            "paper": _jsonable(getattr(ref, name))})
+                            "paper": _jsonable(paper_value)})
     return out
 
 

@@ -237,7 +237,7 @@ def test_the_quick_recipe_differs_from_the_papers_only_in_its_named_fields():
     assert recipe_differences(make_config("paper", dataset="cifar10")) == []
     quick = make_config("quick", dataset="shapes", lam=profile_sizes("quick", "shapes").demo_lam)
     diffs = {(d["stage"], d["field"]): (d["kit"], d["paper"]) for d in recipe_differences(quick)}
-    assert diffs == {("vae", "lr"): (1e-3, 2e-4), ("lsr_gan", "d_lr"): (5e-5, None),
+    assert diffs == {("vae", "lr"): (1e-3, 2e-4), ("lsr_gan", "d_lr"): (5e-5, 2e-4),
                      ("lsr_gan", "ema"): (0.99, 0.0), ("lsr_gan", "lam"): (5.0, 1.0)}
     assert (quick.vae.epochs, quick.epochs) == (3, 2)
     assert infer_profile(quick) == "quick"
