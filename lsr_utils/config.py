@@ -425,6 +425,11 @@ DATASET_PROFILES: dict[tuple[str, str], dict] = {
 # The `shapes` classifier: small, easy images, so a narrower net and smaller batches (100 % in 4 epochs of 5,000).
 SHAPES_CLASSIFIER = dict(width=16, batch_size=64, lr=0.05, epochs=4, n_train=5000)
 SHAPES_CLASSIFIER_SMOKE = dict(SHAPES_CLASSIFIER, epochs=1, n_train=512)
+# The digits' classifier on mnist-test's 8,000 training images: the same small net, without flips (a mirrored
+# digit is another digit, or none). The general recipe (batch 256, one-cycle to lr 0.2) takes 125 steps there
+# and diverges (16.5 % on the held-out digits); this one reaches 99.3 % in 500 steps (docs/demo.md).
+DIGITS_CLASSIFIER = dict(SHAPES_CLASSIFIER, n_train=None, augment=False)
+DIGITS_CLASSIFIER_SMOKE = dict(DIGITS_CLASSIFIER, epochs=1, n_train=512)
 # classes of the datasets whose classifier is not 10-way
 CLASSES = {"shapes": 4, "celeba": 1, "imagenet64": 1000}
 
@@ -473,8 +478,12 @@ def classifier_settings(dataset: str, profile: str) -> dict:
     p = PROFILES[check_profile(profile)]
     if dataset == "shapes":
         sizes = SHAPES_CLASSIFIER_SMOKE if p.plumbing_only else SHAPES_CLASSIFIER
+    elif dataset == "mnist-test":
+        sizes = DIGITS_CLASSIFIER_SMOKE if p.plumbing_only else DIGITS_CLASSIFIER
     else:
         sizes = dict(epochs=p.classifier_epochs, n_train=p.classifier_n_train)
+        if dataset == "mnist":
+            sizes["augment"] = False   # no mirrored digits (crops and flips come together)
     return dict(dataset=dataset, image_size=size, channels=channels, num_classes=CLASSES.get(dataset, 10), **sizes)
 
 
