@@ -391,12 +391,14 @@ class Profile:
 
 
 QUICK_SWEEP = (0.01, 0.1, 1.0, 5.0, 10.0, 20.0)
+# The recipe of the CPU profiles (quick, and smoke, which proves its plumbing): see the quick profile below.
+QUICK_RECIPE = (("vae.lr", 1e-3), ("d_lr", 5e-5), ("ema", 0.99))
 CUSTOM = "custom"  # the profile of a run whose sizes match no profile
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("smoke", 512, 256, 1, 1, "seconds, for CI and nbval: proves the plumbing, not the science", n_variance=64,
             betas=(0.1, 1.0, 20.0), lams=(0.1, 1.0, 10.0), classifier_epochs=1, classifier_n_train=512,
-            measured_with="smoke", plumbing_only=True, demo_variance=64),
+            measured_with="smoke", plumbing_only=True, demo_variance=64, recipe=QUICK_RECIPE),
     # quick: 6 of the paper's 8 sweep values (0.5 and 15 left out), so that the whole paper fits 2 hours on a
     # 2-core CPU (README: Reproducing the paper)
     # Its recipe converges in the few steps a CPU affords (benchmarks/RESULTS.md, "The demo's recipe"): the
@@ -406,7 +408,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     # (networks, losses, two stages, the generator started from the decoder) is the paper's.
     Profile("quick", 10000, 1000, 4, 2, "minutes on a 2-core laptop CPU", n_variance=250,
             betas=QUICK_SWEEP, lams=QUICK_SWEEP, classifier_epochs=4,
-            recipe=(("vae.lr", 1e-3), ("d_lr", 5e-5), ("ema", 0.99)), demo_lam=5.0),
+            recipe=QUICK_RECIPE, demo_lam=5.0),
     Profile("paper", None, None, 100, 500, "the paper's schedule (Appendix D and the reference): for a GPU"),
 )}
 
