@@ -288,6 +288,11 @@ class GANConfig(TrainConfig):
             raise LsrError("GANConfig.vae must be a VAEConfig")
         validate(self)
 
+    @property
+    def discriminator_lr(self) -> float:
+        """The discriminator's learning rate: ``d_lr``, or the generator's where it is None (the paper's)."""
+        return self.lr if self.d_lr is None else self.d_lr
+
     def to_dict(self) -> dict:
         d = super().to_dict()
         d["vae"] = self.vae.to_dict()
@@ -559,9 +564,7 @@ def recipe_differences(cfg: GANConfig) -> list[dict]:
     for stage, mine, ref in (("vae", cfg.vae, paper_cfg.vae), ("lsr_gan", cfg, paper_cfg)):
         for name in RECIPE_FIELDS:
             if hasattr(mine, name) and getattr(mine, name) != getattr(ref, name):
-                paper_value = getattr(ref, name)
-                if name == "d_lr" and paper_value is None:   # the paper's discriminator takes the generator's rate
-                    paper_value = ref.lr
+                paper_value = ref.discriminator_lr if name == "d_lr" else getattr(ref, name)
                 out.append({"stage": stage, "field": name, "kit": _jsonable(getattr(mine, name)),
                             "paper": _jsonable(paper_value)})
     return out
@@ -588,7 +591,6 @@ def _follows_recipe(cfg, p: Profile) -> bool:
     ref = make_config(p.name, dataset=(cfg.vae if full else cfg).dataset)
     have = flat_dict(full.to_dict() if full else {"vae": cfg.to_dict()})
     want = flat_dict(ref.to_dict() if full else {"vae": ref.vae.to_dict()})
-    fields_of_recipe = {f.name for f in fields(TrainConfig) if f.name not in ("epochs", "seed", "precision")} | \
-        {"d_warmup", "d_lr", "g_freeze", "ema"}
+    fields_of_recipe = set(RECIPE_FIELDS) - {"lam"}   # lambda is a setting of the sweeps, not of the recipe
     recipe = lambda d: {k: v for k, v in d.items() if k.split(".")[-1] in fields_of_recipe}
     return recipe(have) == recipe(want)

@@ -153,18 +153,17 @@ def _jobs_hear_sigint():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _job_main(fn, args, env: dict) -> dict:
-    """What a submitit job runs: the unit function, with the environment the plan set.
+def _job_main(fn, args, env: dict, threads: int | None = None) -> dict:
+    """What a submitit job runs: the unit function, with the environment the plan set (``env``, for the kernels
+    of the notebooks the job runs) and, when several jobs share this machine's CPU, its number of torch threads
+    (``threads``, also given to those kernels as ``OMP_NUM_THREADS``)."""
 
-    ``LSR_THREADS`` (set when several jobs share this machine's CPU) is the job's number of torch threads; it is
-    also passed to the kernels of the notebooks the job runs (``OMP_NUM_THREADS``)."""
-
-    os.environ.update(env)
-    if env.get("LSR_THREADS"):
+    os.environ.update(env)   # a job is a process of its own: its start is an edge
+    if threads:
         import torch
 
-        os.environ["OMP_NUM_THREADS"] = env["LSR_THREADS"]
-        torch.set_num_threads(int(env["LSR_THREADS"]))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
     return call(fn, *args)
 
 
@@ -276,8 +275,7 @@ class SubmititExecutor:
         n_gpus = torch.cuda.device_count() if local else 0
         slots = (self.jobs or max(1, n_gpus)) if local else max(1, len(units))
         env = dict(env or {})
-        if local and not n_gpus and slots > 1:
-            env.setdefault("LSR_THREADS", str(max(1, (os.cpu_count() or 1) // slots)))
+        threads = max(1, (os.cpu_count() or 1) // slots) if local and not n_gpus and slots > 1 else None
         outcomes: dict[str, Outcome] = {}
         pending = list(units)
         running: dict[int, tuple] = {}  # slot -> (unit, job, start)
@@ -303,7 +301,7 @@ class SubmititExecutor:
                     ex = self._executor(k % n_gpus if n_gpus and u.gpu else None)
                     ex.update_parameters(name=f"lsr-{u.name}"[:60])
                     with _jobs_hear_sigint():
-                        job = ex.submit(_job_main, u.fn, u.args, env)
+                        job = ex.submit(_job_main, u.fn, u.args, env, threads)
                     pending.remove(u)
                     running[k] = (u, job, time.monotonic())
                     say(f"[{u.name}] submitted as job {job.job_id} ({self.cluster})")

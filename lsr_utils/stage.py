@@ -181,7 +181,7 @@ def build_stage(cfgs, device, *, total_steps: int, encoders=None, decoders=None,
     shared = len(frozen) == 1
     encoder = place(frozen[0] if shared else stack_members(frozen)).eval().requires_grad_(False)
     opt_g = adam(models["generator"].parameters(), cfg.lr, cfg.adam_betas, device, capturable)
-    d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
+    d_lr = cfg.discriminator_lr
     opt_d = adam(models["discriminator"].parameters(), d_lr, cfg.adam_betas, device, capturable)
     schedules = (Schedule(opt_g, cfg.lr, cfg.lr_warmup, cfg.lr_decay, total_steps, offset=cfg.d_warmup),
                  Schedule(opt_d, d_lr, cfg.lr_warmup, cfg.lr_decay, total_steps))
