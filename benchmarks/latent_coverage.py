@@ -19,7 +19,12 @@ generator is asked about codes it was hardly trained on. This prints, on
 * classification of G(mu(x)) after re-estimating the BatchNorm statistics over prior samples with the final
   weights (rules out statistics that merely lag behind the weights);
 * how decided the classifier is on random samples D(z), G(z) (mean top softmax probability: 1 = a clear
-  object, 1/classes = an average of all).
+  object, 1/classes = an average of all);
+* what the classifier calls G(mu(x)) for each true class (a confusion table: one wrong class taking most
+  renderings means a systematic change, not noise), and the renderings' mean level where the input is dark
+  (pixels of the input below ``--floor``): a background the generator lifts;
+* classification of G(mu(x)) with every pixel below ``--floor`` set to 0, a *diagnostic only* for datasets
+  on a black background (digits): whether the object is still there under a lifted background.
 
 and then one JSON line. Nothing is written to the run folder.
 """
@@ -60,9 +65,12 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--classifier", default=None, help="a finished classifier run folder (default: the kit's "
+                                                       "evaluation classifier, trained on first use)")
+    ap.add_argument("--floor", type=float, default=0.25, help="the dark level of the background probe, in [0, 1]")
     a = ap.parse_args()
 
-    from lsr_utils.classifier import evaluation_classifier_config, train_classifier
+    from lsr_utils.classifier import evaluation_classifier_config, load_classifier, train_classifier
     from lsr_utils.config import infer_profile
     from lsr_utils.data import load_data
     from lsr_utils.metrics import accuracy, latent_spread
@@ -77,9 +85,10 @@ def main() -> None:
         raise SystemExit(f"{a.run}: give an LSR-GAN run (a gan-* folder)")
     cfg = run.config
     data = load_data(cfg.vae.dataset, root=a.data_root, n_test=a.n_test, seed=cfg.vae.data_seed, progress=False,
-                     n_train=2 if cfg.vae.dataset == "shapes" else None)
-    clf = train_classifier(evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)),
-                           out=run.path.parents[2], device=device, data_root=a.data_root, progress=False)
+                     n_train=2 if cfg.vae.dataset == "shapes" else cfg.vae.n_train)
+    clf = load_classifier(a.classifier, device) if a.classifier else train_classifier(
+        evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)), out=run.path.parents[2], device=device,
+        data_root=a.data_root, progress=False)
     x = uint8_to_model(data.test_x.to(device))
     mu, logvar = run.vae.encode(x)
     with torch.no_grad():
@@ -102,6 +111,22 @@ def main() -> None:
         out["decidedness"] = {name: round(float(torch.softmax(clf.logits(model_to_unit(net(z)).cpu()), 1)
                                                 .max(1).values.mean()), 3)
                               for name, net in (("random D(z)", dec), ("random G(z)", gen))}
+        y = data.test_y[:len(x)]
+        unit = model_to_unit(rendered["lsr-gan G(mu(x)), eval mode (the kit's and the paper's evaluation)"]).cpu()
+        pred = clf.predict(unit)
+        k = clf.config.num_classes
+        out["confusion_lsr_gan"] = {int(c): torch.bincount(pred[y == c], minlength=k).tolist() for c in range(k)}
+        dark = (uint8_to_unit(data.test_x[:len(x)]) < a.floor).all(1, keepdim=True).expand_as(unit)
+        def level(images: torch.Tensor) -> float | None:
+            v = images[dark]
+            return round(float(v.mean()), 4) if v.numel() else None  # None: no input pixel that dark
+
+        out["dark_input_level"] = {"input": level(uint8_to_unit(data.test_x[:len(x)])),
+                                   "vae": level(model_to_unit(rendered["vae D(mu(x)), eval mode"]).cpu()),
+                                   "lsr_gan": level(unit)}
+        floored = unit.masked_fill((unit < a.floor).all(1, keepdim=True).expand_as(unit), 0.0)
+        out["accuracy"][f"lsr-gan G(mu(x)), pixels below {a.floor:g} set to 0 (diagnostic)"] = round(
+            accuracy(clf.predict(floored), y).mean * 100, 1)
         out["decidedness_real"] = round(float(torch.softmax(clf.logits(uint8_to_unit(data.test_x)), 1)
                                               .max(1).values.mean()), 3)
     out["seconds"] = round(time.monotonic() - t0, 1)
@@ -114,6 +139,13 @@ def main() -> None:
     print(f"  classifier's mean top probability: real test images {out['decidedness_real']:.3f}, "
           + ", ".join(f"{k} {v:.3f}" for k, v in out["decidedness"].items())
           + f" (1/{clf.config.num_classes} = an average of all classes)")
+    print("  what the classifier calls G(mu(x)), per true class (columns: predicted class):")
+    for c, row in out["confusion_lsr_gan"].items():
+        print(f"    class {c}: {row}")
+    lv = out["dark_input_level"]
+    if lv["input"] is not None:
+        print(f"  mean level where the input is darker than {a.floor:g}: input {lv['input']:.3f}, VAE {lv['vae']:.3f}, "
+              f"LSR-GAN {lv['lsr_gan']:.3f}")
     print(json.dumps(out))
 
 

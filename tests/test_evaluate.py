@@ -204,3 +204,41 @@ def test_gan_trajectory_benchmark_retrains_stage_2_exactly(trained):
     assert out["max_weight_difference_to_run"] == 0.0
     assert out["trajectory"][0]["lsr_gan_accuracy"] == out["vae_accuracy"]
     assert out["trajectory"][0]["sharpness_ratio"] == 1.0
+
+
+def test_latent_coverage_benchmark_confusion_agrees_with_its_accuracy(trained):
+    """benchmarks/latent_coverage.py's confusion table is of the renderings it scores: its diagonal is the eval-mode
+    accuracy, its rows are the test images of each class; the background probe reports levels in [0, 1]."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    _, gan, clf = trained
+    res = subprocess.run([sys.executable, "-m", "benchmarks.latent_coverage", str(gan.path), "--n-test", "64",
+                          "--classifier", str(clf.path)], capture_output=True, text=True, timeout=600, cwd=root,
+                         env=dict(os.environ, PYTHONPATH=str(root)))
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    conf = out["confusion_lsr_gan"]
+    n = out["n_test"]
+    assert sum(map(sum, conf.values())) == n
+    right = sum(row[int(c)] for c, row in conf.items())
+    acc = out["accuracy"]["lsr-gan G(mu(x)), eval mode (the kit's and the paper's evaluation)"]
+    assert abs(100 * right / n - acc) < 0.06
+    assert any(k.startswith("lsr-gan G(mu(x)), pixels below 0.25 set to 0") for k in out["accuracy"])
+    assert all(v is None or 0.0 <= v <= 1.0 for v in out["dark_input_level"].values())
+    assert "what the classifier calls G(mu(x))" in res.stdout
+    # recomputed here: the table and the background level are of G(mu(x)), not of the VAE's D(mu(x))
+    from lsr_utils.data import load_data
+    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
+
+    data = load_data("shapes", n_train=2, n_test=64, seed=gan.config.vae.data_seed)
+    with torch.no_grad():
+        unit = model_to_unit(gan.generator.eval()(gan.vae.encode(uint8_to_model(data.test_x))[0]))
+    pred = clf.predict(unit)
+    assert conf == {str(c): torch.bincount(pred[data.test_y == c], minlength=4).tolist() for c in range(4)}
+    dark = (uint8_to_unit(data.test_x) < 0.25).all(1, keepdim=True).expand_as(unit)
+    if dark.any():
+        assert out["dark_input_level"]["lsr_gan"] == pytest.approx(float(unit[dark].mean()), abs=1e-3)
