@@ -111,20 +111,24 @@ def main() -> None:
         out["decidedness"] = {name: round(float(torch.softmax(clf.logits(model_to_unit(net(z)).cpu()), 1)
                                                 .max(1).values.mean()), 3)
                               for name, net in (("random D(z)", dec), ("random G(z)", gen))}
-        y = data.test_y[:len(x)]
+        y, inputs = data.test_y[:len(x)], uint8_to_unit(data.test_x[:len(x)])
         unit = model_to_unit(rendered["lsr-gan G(mu(x)), eval mode (the kit's and the paper's evaluation)"]).cpu()
         pred = clf.predict(unit)
         k = clf.config.num_classes
         out["confusion_lsr_gan"] = {int(c): torch.bincount(pred[y == c], minlength=k).tolist() for c in range(k)}
-        dark = (uint8_to_unit(data.test_x[:len(x)]) < a.floor).all(1, keepdim=True).expand_as(unit)
+
+        def below_floor(images: torch.Tensor) -> torch.Tensor:
+            """Pixels darker than --floor in every channel, as a mask of the images' shape."""
+            return (images < a.floor).all(1, keepdim=True).expand_as(images)
+
         def level(images: torch.Tensor) -> float | None:
-            v = images[dark]
+            v = images[below_floor(inputs)]
             return round(float(v.mean()), 4) if v.numel() else None  # None: no input pixel that dark
 
-        out["dark_input_level"] = {"input": level(uint8_to_unit(data.test_x[:len(x)])),
+        out["dark_input_level"] = {"input": level(inputs),
                                    "vae": level(model_to_unit(rendered["vae D(mu(x)), eval mode"]).cpu()),
                                    "lsr_gan": level(unit)}
-        floored = unit.masked_fill((unit < a.floor).all(1, keepdim=True).expand_as(unit), 0.0)
+        floored = unit.masked_fill(below_floor(unit), 0.0)
         out["accuracy"][f"lsr-gan G(mu(x)), pixels below {a.floor:g} set to 0 (diagnostic)"] = round(
             accuracy(clf.predict(floored), y).mean * 100, 1)
         out["decidedness_real"] = round(float(torch.softmax(clf.logits(uint8_to_unit(data.test_x)), 1)

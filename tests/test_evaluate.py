@@ -183,20 +183,23 @@ def test_tables_show_the_reference_seed_where_a_point_has_several():
     assert "seed" in record_problem(rec("13", 23.6, "x", "gan-a"))
 
 
-def test_gan_trajectory_benchmark_retrains_stage_2_exactly(trained):
-    """benchmarks/gan_trajectory.py claims to train stage 2 as train_lsr_gan does: at the run's own step count its
-    generator must equal the run's, and at step 0 the generator is the VAE's decoder (same classification)."""
+def _benchmark(name: str, *args: str):
+    """Run ``python -m benchmarks.<name> ARGS`` from the project's root, as its docstring says to."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], capture_output=True, text=True,
+                          timeout=600, cwd=root, env=dict(os.environ, PYTHONPATH=str(root)))
+
+
+def test_gan_trajectory_benchmark_retrains_stage_2_exactly(trained):
+    """benchmarks/gan_trajectory.py claims to train stage 2 as train_lsr_gan does: at the run's own step count its
+    generator must equal the run's, and at step 0 the generator is the VAE's decoder (same classification)."""
     _, gan, clf = trained
-    res = subprocess.run([sys.executable, str(root / "benchmarks" / "gan_trajectory.py"), str(gan.path),
-                          "--every", "8", "--n-test", "64", "--classifier", str(clf.path)],
-                         capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, PYTHONPATH=str(root)))
+    res = _benchmark("gan_trajectory", str(gan.path), "--every", "8", "--n-test", "64", "--classifier", str(clf.path))
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     steps = [r["step"] for r in out["trajectory"]]
@@ -209,16 +212,8 @@ def test_gan_trajectory_benchmark_retrains_stage_2_exactly(trained):
 def test_latent_coverage_benchmark_confusion_agrees_with_its_accuracy(trained):
     """benchmarks/latent_coverage.py's confusion table is of the renderings it scores: its diagonal is the eval-mode
     accuracy, its rows are the test images of each class; the background probe reports levels in [0, 1]."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     _, gan, clf = trained
-    res = subprocess.run([sys.executable, "-m", "benchmarks.latent_coverage", str(gan.path), "--n-test", "64",
-                          "--classifier", str(clf.path)], capture_output=True, text=True, timeout=600, cwd=root,
-                         env=dict(os.environ, PYTHONPATH=str(root)))
+    res = _benchmark("latent_coverage", str(gan.path), "--n-test", "64", "--classifier", str(clf.path))
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     conf = out["confusion_lsr_gan"]
