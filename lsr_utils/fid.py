@@ -147,11 +147,15 @@ def distance(images: torch.Tensor, reference: Statistics, extractor: FeatureExtr
 
 
 def cached_statistics(key: str, images: Callable[[], torch.Tensor], extractor: FeatureExtractor,
-                      cache: Path | None = None, progress: bool = False, what: str = "reference images") -> Statistics:
+                      cache: Path | None = None, progress: bool = False, what: str = "reference images",
+                      chunk: int = 2500) -> Statistics:
     """Statistics of a fixed image set (e.g. a dataset's test split), cached under ``key`` + extractor.
 
     ``key`` names the images by content (a hash of them, as :func:`lsr_utils.evaluate.hash_images`), so a
-    cached entry is only ever used for the same images; an unreadable or foreign entry is recomputed."""
+    cached entry is only ever used for the same images; an unreadable or foreign entry is recomputed. A set of
+    more than ``chunk`` images is read ``chunk`` at a time, and after each chunk the running sums are saved beside
+    the entry (``<entry>.partial.npz``): an interrupted computation (an hour for CIFAR-10's 50,000 training images
+    on a 2-core CPU) resumes where it stopped."""
 
     safe = hashlib.sha1(f"{key}|{extractor.name}".encode()).hexdigest()[:16]
     path = Path(cache or cache_dir() / "fid") / f"{safe}.npz"
@@ -163,12 +167,97 @@ def cached_statistics(key: str, images: Callable[[], torch.Tensor], extractor: F
         except LsrError:
             pass  # a damaged or foreign entry is recomputed (and replaced below), never trusted
         path.unlink(missing_ok=True)
-    st = image_statistics(images(), extractor, progress, what)
+    x = images()
+    if len(x) <= chunk:
+        st = image_statistics(x, extractor, progress, what)
+    else:
+        st = _chunked_statistics(x, extractor, path.with_name(f"{safe}.partial.npz"), chunk, progress, what)
     try:
         st.save(path)
     except LsrError:
         pass  # a read-only or full cache only costs time
+    path.with_name(f"{safe}.partial.npz").unlink(missing_ok=True)
     return st
+
+
+@dataclass
+class _RunningSums:
+    """Sums of features over the first ``n`` images, shifted by ``shift`` (the first chunk's mean, which keeps
+    the covariance's difference of sums well conditioned): sum of f - shift and of (f - shift)(f - shift)^T."""
+
+    n: int
+    shift: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    extractor: str
+
+    def add(self, f: np.ndarray) -> None:
+        d = f - self.shift
+        self.n += len(f)
+        self.s1 += d.sum(0)
+        self.s2 += d.T @ d
+
+    def statistics(self) -> Statistics:
+        m = self.s1 / self.n
+        sigma = (self.s2 - self.n * np.outer(m, m)) / (self.n - 1)
+        return Statistics(self.shift + m, (sigma + sigma.T) / 2, self.n, self.extractor)
+
+    def save(self, path: Path) -> None:
+        def write(tmp: Path):
+            with open(tmp, "wb") as f:
+                np.savez(f, n=self.n, shift=self.shift, s1=self.s1, s2=self.s2, extractor=self.extractor)
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: Path, extractor: str, n_max: int) -> _RunningSums | None:
+        """The sums saved by :meth:`save` for this extractor, or None where the file is absent, damaged or foreign
+        (then the computation starts again; a partial file is never trusted beyond its checks)."""
+        import io
+
+        from .files import read_regular
+
+        if not os.path.lexists(path):
+            return None
+        try:
+            with np.load(io.BytesIO(read_regular(path, "partial Frechet statistics", max_bytes=80 << 20)),
+                         allow_pickle=False) as z:
+                r = cls(int(z["n"]), np.asarray(z["shift"], np.float64), np.asarray(z["s1"], np.float64),
+                        np.asarray(z["s2"], np.float64), str(z["extractor"]))
+        except (LsrError, ValueError, KeyError, OSError, TypeError):
+            return None
+        d = r.shift.shape[0] if r.shift.ndim == 1 else -1
+        if (r.extractor != extractor or not 0 < r.n < n_max or r.s1.shape != (d,) or r.s2.shape != (d, d)
+                or not (np.isfinite(r.s2).all() and np.isfinite(r.s1).all() and np.isfinite(r.shift).all())):
+            return None
+        return r
+
+
+def _chunked_statistics(images: torch.Tensor, extractor: FeatureExtractor, partial: Path, chunk: int,
+                        progress: bool, what: str) -> Statistics:
+    n = len(images)
+    if n <= extractor.dim:  # as image_statistics: refused before any work
+        return image_statistics(images, extractor, progress, what)
+    sums = _RunningSums.load(partial, extractor.name, n)
+    start = 0 if sums is None else sums.n
+    bar = progress_bar(total=n, initial=start, desc=f"{extractor.name.split(':')[0]}: {what}", unit="img",
+                       disable=not progress, leave=False)
+    try:
+        for i in range(start, n, chunk):
+            f = extractor(images[i:i + chunk])
+            if sums is None:
+                sums = _RunningSums(0, f.mean(0), np.zeros(f.shape[1]), np.zeros((f.shape[1], f.shape[1])),
+                                    extractor.name)
+            sums.add(f)
+            bar.update(len(f))
+            if sums.n < n:
+                try:
+                    sums.save(partial)
+                except LsrError:
+                    pass  # a read-only or full cache only loses the resumption
+    finally:
+        bar.close()
+    return sums.statistics()
 
 
 # --------------------------------------------------------------------------- the FID Inception

@@ -76,6 +76,61 @@ def test_cached_statistics_reused(tmp_path):
     assert len(calls) == 1 and np.allclose(a.mu, b.mu) and a.n == 64
 
 
+class Interrupted(Exception):
+    pass
+
+
+class Counting(StandIn):
+    """The stand-in, counting the images it reads and, when told, stopping after ``stop_after`` of them."""
+
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.seen, self.stop_after = 0, stop_after
+
+    def features(self, x):
+        if self.stop_after is not None and self.seen + len(x) > self.stop_after:
+            raise Interrupted
+        self.seen += len(x)
+        return super().features(x) + 5.0  # an offset, as Inception's non-negative features have
+
+
+def test_chunked_statistics_equal_the_direct_ones(tmp_path):
+    images = torch.rand(230, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    direct = fid.image_statistics(images, StandIn())
+    chunked = fid.cached_statistics("c", lambda: images, StandIn(), cache=tmp_path, chunk=50)
+    assert chunked.n == 230
+    np.testing.assert_allclose(chunked.mu, direct.mu, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(chunked.sigma, direct.sigma, rtol=1e-9, atol=1e-12)
+
+
+def test_interrupted_statistics_resume_where_they_stopped(tmp_path):
+    images = torch.rand(230, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    whole = fid.cached_statistics("w", lambda: images, Counting(), cache=tmp_path / "a", chunk=50)
+    first = Counting(stop_after=160)  # three chunks of 50 done, the fourth interrupted
+    with pytest.raises(Interrupted):
+        fid.cached_statistics("r", lambda: images, first, cache=tmp_path / "b", chunk=50)
+    assert list((tmp_path / "b").glob("*.npz")) and all(p.name.endswith(".partial.npz")
+                                                         for p in (tmp_path / "b").glob("*.npz"))
+    second = Counting()
+    resumed = fid.cached_statistics("r", lambda: images, second, cache=tmp_path / "b", chunk=50)
+    assert second.seen == 230 - 150  # only what the interrupted run had not finished
+    assert resumed.n == 230
+    np.testing.assert_allclose(resumed.mu, whole.mu, rtol=1e-12)
+    np.testing.assert_allclose(resumed.sigma, whole.sigma, rtol=1e-9, atol=1e-12)
+    assert [p.name.endswith(".partial.npz") for p in (tmp_path / "b").glob("*.npz")] == [False]
+
+
+def test_damaged_partial_statistics_start_again(tmp_path):
+    images = torch.rand(120, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with pytest.raises(Interrupted):
+        fid.cached_statistics("d", lambda: images, Counting(stop_after=60), cache=tmp_path, chunk=50)
+    (partial,) = tmp_path.glob("*.partial.npz")
+    partial.write_bytes(b"not an npz")
+    again = Counting()
+    st = fid.cached_statistics("d", lambda: images, again, cache=tmp_path, chunk=50)
+    assert again.seen == 120 and st.n == 120
+
+
 def test_missing_inception_weights_is_one_clear_message(monkeypatch, tmp_path):
     from lsr_utils.data.cache import set_defaults
 
