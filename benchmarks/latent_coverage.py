@@ -24,7 +24,14 @@ generator is asked about codes it was hardly trained on. This prints, on
   renderings means a systematic change, not noise), and the renderings' mean level where the input is dark
   (pixels of the input below ``--floor``): a background the generator lifts;
 * classification of G(mu(x)) with every pixel below ``--floor`` set to 0, a *diagnostic only* for datasets
-  on a black background (digits): whether the object is still there under a lifted background.
+  on a black background (digits): whether the object is still there under a lifted background;
+* the encoder's round trip (the quantity eq. 4's LSR term trains): for prior samples z, the codes
+  (mu, logvar) = E(D(z)) of the VAE decoder's images and E(G(z)) of the LSR-GAN's, and for real codes
+  E(D(mu(x))): the mean squared error of mu against the code it was rendered from (0: kept exactly; 1 for
+  z: no better than answering 0), the per-dimension correlation of the two, the spread of mu relative to
+  the codes' own, the mean log-variance, and eq. 4's term with the reference's reduction. Whether stage 2
+  lowers the term by carrying z into the image (error down, correlation up) or by making the encoder less
+  sure (log-variance up); and how many latent dimensions the VAE uses (mean KL above 0.1 nat).
 
 and then one JSON line. Nothing is written to the run folder.
 """
@@ -131,6 +138,12 @@ def main() -> None:
         floored = unit.masked_fill(below_floor(unit), 0.0)
         out["accuracy"][f"lsr-gan G(mu(x)), pixels below {a.floor:g} set to 0 (diagnostic)"] = round(
             accuracy(clf.predict(floored), y).mean * 100, 1)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(0)  # per latent dimension, over the test images
+        out["kl_per_image"] = round(float(kl.sum()), 2)
+        out["dimensions_in_use"] = int((kl > 0.1).sum())  # KL above 0.1 nat: the dimension carries the image
+        out["round_trip"] = {name: _round_trip(run.vae.encode, net, codes) for name, net, codes in (
+            ("prior z, VAE E(D(z))", dec, z), ("prior z, LSR-GAN E(G(z))", gen, z),
+            ("real mu(x), VAE E(D(mu(x)))", dec, mu), ("real mu(x), LSR-GAN E(G(mu(x)))", gen, mu))}
         out["decidedness_real"] = round(float(torch.softmax(clf.logits(uint8_to_unit(data.test_x)), 1)
                                               .max(1).values.mean()), 3)
     out["seconds"] = round(time.monotonic() - t0, 1)
@@ -150,7 +163,29 @@ def main() -> None:
     if lv["input"] is not None:
         print(f"  mean level where the input is darker than {a.floor:g}: input {lv['input']:.3f}, VAE {lv['vae']:.3f}, "
               f"LSR-GAN {lv['lsr_gan']:.3f}")
+    print(f"  KL per image {out['kl_per_image']:.1f} nats; {out['dimensions_in_use']} of {len(mu[0])} latent "
+          "dimensions in use (KL above 0.1 nat)")
+    print("  the encoder's round trip (eq. 4's LSR term): squared error of mu / correlation per dimension / spread"
+          " of mu against the codes' / mean log-variance / LSR term (the reference's mean)")
+    for name, r in out["round_trip"].items():
+        print(f"    {name:32s} {r['squared_error']:6.3f} {r['correlation']:6.3f} {r['spread']:6.3f} "
+              f"{r['mean_logvar']:7.3f} {r['lsr_term']:7.3f}")
     print(json.dumps(out))
+
+
+def _round_trip(encode, net: torch.nn.Module, codes: torch.Tensor) -> dict:
+    """How well the frozen encoder gives back the codes ``net`` rendered (see the module's docstring)."""
+    from lsr_utils.losses import lsr_loss
+
+    mu, logvar = encode(net(codes))
+    c, m = codes - codes.mean(0), mu - mu.mean(0)
+    corr = (c * m).sum(0) / (c.norm(dim=0) * m.norm(dim=0)).clamp_min(1e-12)
+    scale = codes.var(0).mean()
+    return {"squared_error": round(float((mu - codes).pow(2).mean() / scale), 4),
+            "correlation": round(float(corr.mean()), 4),
+            "spread": round(float(mu.var(0).mean() / scale), 4),
+            "mean_logvar": round(float(logvar.mean()), 4),
+            "lsr_term": round(float(lsr_loss(codes, mu, logvar)), 4)}
 
 
 if __name__ == "__main__":

@@ -237,3 +237,18 @@ def test_latent_coverage_benchmark_confusion_agrees_with_its_accuracy(trained):
     dark = (uint8_to_unit(data.test_x) < 0.25).all(1, keepdim=True).expand_as(unit)
     if dark.any():
         assert out["dark_input_level"]["lsr_gan"] == pytest.approx(float(unit[dark].mean()), abs=1e-3)
+    # the round trip of real codes through each decoder, recomputed: E(net(mu(x))) against mu(x), eq. 4's term
+    from lsr_utils.losses import lsr_loss
+
+    trip = out["round_trip"]
+    assert set(trip) == {"prior z, VAE E(D(z))", "prior z, LSR-GAN E(G(z))", "real mu(x), VAE E(D(mu(x)))",
+                         "real mu(x), LSR-GAN E(G(mu(x)))"}
+    with torch.no_grad():
+        mu = gan.vae.encode(uint8_to_model(data.test_x))[0]
+        for name, net in (("real mu(x), VAE E(D(mu(x)))", gan.vae.decoder.eval()),
+                          ("real mu(x), LSR-GAN E(G(mu(x)))", gan.generator.eval())):
+            m, lv = gan.vae.encode(net(mu))
+            assert trip[name]["lsr_term"] == pytest.approx(float(lsr_loss(mu, m, lv)), abs=1e-3)
+            assert trip[name]["squared_error"] == pytest.approx(
+                float((m - mu).pow(2).mean() / mu.var(0).mean()), abs=1e-3)
+            assert trip[name]["mean_logvar"] == pytest.approx(float(lv.mean()), abs=1e-3)
