@@ -12,6 +12,8 @@ mode) on ``--n-test`` class-balanced test images:
 
 * classification of G(mu(x)) by the kit's classifier, and its sharpness
   relative to the VAE's D(mu(x)) (the two halves of ``lsr demo``'s effect);
+* the encoder's round trip (``benchmarks/latent_coverage.py``): for prior samples z and for the codes mu(x),
+  how well E gives back the code G rendered (squared error, correlation, log-variance, eq. 4's term);
 * at step 0 also the VAE decoder itself with its BatchNorm statistics
   re-estimated over prior samples z ~ N(0, I): the generator's weights at the
   start of stage 2 with the statistics that training on prior samples gives it.
@@ -52,7 +54,8 @@ def main() -> None:
                          "not the run's own training")
     a = ap.parse_args()
 
-    from benchmarks.latent_coverage import _recalibrated  # BatchNorm statistics re-estimated over prior samples
+    # BatchNorm statistics re-estimated over prior samples; the encoder's round trip (eq. 4's term)
+    from benchmarks.latent_coverage import _recalibrated, _round_trip
     from lsr_utils.classifier import evaluation_classifier_config, load_classifier, train_classifier
     from lsr_utils.config import infer_profile
     from lsr_utils.data import DeviceBatches, load_data
@@ -113,14 +116,20 @@ def main() -> None:
 
     rows = []
 
+    z_probe = torch.randn(len(x), cfg.vae.latent_dim, device=device,
+                          generator=torch.Generator(device=device).manual_seed(3))
+
     def record(done: int) -> None:
         renderer.eval()
         with torch.no_grad():
             acc, sharp = judged(renderer(mu))
+            prior, real = _round_trip(vae.encode, renderer, z_probe), _round_trip(vae.encode, renderer, mu)
         renderer.train()
-        rows.append({"step": done, "lsr_gan_accuracy": round(acc, 1), "sharpness_ratio": round(sharp / sharp_vae, 2)})
+        rows.append({"step": done, "lsr_gan_accuracy": round(acc, 1), "sharpness_ratio": round(sharp / sharp_vae, 2),
+                     "round_trip_prior": prior, "round_trip_real": real})
         print(f"  step {done:5d}: G(mu(x)) classified correctly {acc:5.1f} %, sharpness {sharp / sharp_vae:4.2f}x "
-              f"the VAE's", flush=True)
+              f"the VAE's; round trip E(G(.)): prior z error {prior['squared_error']:.3f}, log-variance "
+              f"{prior['mean_logvar']:.2f}; real mu(x) error {real['squared_error']:.3f}", flush=True)
 
     print(f"{'/'.join(run.path.parts[-3:])}: {len(x)} test images; VAE "
           f"{'snapshot ' + str(snap.get('epoch')) + ' epochs' if a.vae_snapshot else 'of the run'}")

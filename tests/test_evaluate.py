@@ -207,6 +207,17 @@ def test_gan_trajectory_benchmark_retrains_stage_2_exactly(trained):
     assert out["max_weight_difference_to_run"] == 0.0
     assert out["trajectory"][0]["lsr_gan_accuracy"] == out["vae_accuracy"]
     assert out["trajectory"][0]["sharpness_ratio"] == 1.0
+    # the round trip at step 0 is the VAE decoder's: E(D(mu(x))) against mu(x), recomputed here
+    from lsr_utils.data import load_data
+    from lsr_utils.pixels import uint8_to_model
+
+    data = load_data("shapes", n_train=2, n_test=64, seed=gan.config.vae.data_seed)
+    with torch.no_grad():
+        mu = gan.vae.encode(uint8_to_model(data.test_x))[0]
+        m = gan.vae.encode(gan.vae.decoder.eval()(mu))[0]
+    assert out["trajectory"][0]["round_trip_real"]["squared_error"] == pytest.approx(
+        float((m - mu).pow(2).mean() / mu.var(0).mean()), abs=1e-3)
+    assert out["trajectory"][-1]["round_trip_real"] != out["trajectory"][0]["round_trip_real"]
 
 
 def test_latent_coverage_benchmark_confusion_agrees_with_its_accuracy(trained):
