@@ -64,6 +64,12 @@ DIGIT_CHECKS = (
 CHECKS = {"shapes": SHAPES_CHECKS, "mnist-test": DIGIT_CHECKS}
 
 
+def demo_config(profile: str, dataset: str = "shapes", seed: int = 13):
+    """The configuration `lsr demo` trains: the profile's recipe and sizes on ``dataset`` with the demo's lambda
+    (``Profile.demo_lam``)."""
+    return make_config(profile, dataset=dataset, seed=seed, lam=profile_sizes(profile, dataset).demo_lam)
+
+
 def run_demo(*, profile: str | None = None, dataset: str = "shapes", data_root=None, out: str | Path = "runs",
              figures: str | Path = "runs/demo", results: str | Path = "runs/demo", device=None, seed: int = 13,
              progress: bool = True, fresh: bool = False, n_show: int = 12, command: str | None = None) -> dict:
@@ -75,7 +81,7 @@ def run_demo(*, profile: str | None = None, dataset: str = "shapes", data_root=N
         raise LsrError(f"lsr demo runs on {' or '.join(DEMO_DATASETS)}, not {dataset!r}")
     device = resolve_device(device)
     sizes = profile_sizes(profile, dataset)
-    cfg = make_config(profile, dataset=dataset, seed=seed, lam=sizes.demo_lam)
+    cfg = demo_config(profile, dataset, seed)
     if dataset == "shapes":
         data = load_data("shapes", n_train=cfg.vae.n_train, n_test=sizes.n_test or 2000, seed=cfg.vae.data_seed)
     else:

@@ -246,3 +246,19 @@ def test_the_quick_recipe_differs_from_the_papers_only_in_its_named_fields():
     # the same recipe, only the dataset changes
     digits = make_config("quick", dataset="mnist-test")
     assert {(d["stage"], d["field"]) for d in recipe_differences(digits)} == {k for k in diffs if k[1] != "lam"}
+
+
+def test_the_demo_trains_the_quick_recipe_with_its_lambda_on_both_datasets():
+    """`lsr demo` trains the quick profile's recipe and schedule (3 + 2 epochs) with the demo's lambda (5), on `shapes`
+    and on the digits alike (only the dataset changes), with the seed it is given; the smoke profile's demo keeps
+    its own sizes."""
+    from lsr_utils.config import make_config
+    from lsr_utils.demo import demo_config
+
+    for dataset in ("shapes", "mnist-test"):
+        cfg = demo_config("quick", dataset, seed=14)
+        assert (cfg.vae.epochs, cfg.epochs, cfg.lam, cfg.seed, cfg.vae.seed) == (3, 2, 5.0, 14, 14)
+        assert cfg.vae.lr == 1e-3 and cfg.ema == 0.99 and cfg.d_lr == 5e-5 and cfg.vae.dataset == dataset
+        assert cfg.replace(lam=1.0) == make_config("quick", dataset=dataset, seed=14)
+    smoke = demo_config("smoke")
+    assert (smoke.vae.epochs, smoke.epochs) == (make_config("smoke").vae.epochs, make_config("smoke").epochs)
