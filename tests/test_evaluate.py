@@ -263,3 +263,48 @@ def test_latent_coverage_benchmark_confusion_agrees_with_its_accuracy(trained):
             assert trip[name]["squared_error"] == pytest.approx(
                 float((m - mu).pow(2).mean() / mu.var(0).mean()), abs=1e-3)
             assert trip[name]["mean_logvar"] == pytest.approx(float(lv.mean()), abs=1e-3)
+
+
+def test_classifier_spread_benchmark_reads_the_runs_renderings_with_each_classifier(trained, tmp_path):
+    """benchmarks/classifier_spread.py: each classifier reads the run's G(mu(x)) and D(mu(x)) (eval mode) as
+    recomputed here, with a stand-in classifier whose answers differ between the two (a trained one reads both
+    of this tiny run as one class); the range is the minimum and maximum over classifiers; the command line labels
+    classifiers without the machine's paths and trains the seeds it is asked for where it is told."""
+    from benchmarks.classifier_spread import readings, renderings
+    from lsr_utils.data import load_data
+    from lsr_utils.metrics import accuracy
+    from lsr_utils.pixels import model_to_unit, uint8_to_model
+
+    _, gan, clf = trained
+    name = "/".join(gan.path.parts[-3:])
+    data = load_data("shapes", n_train=2, n_test=64, seed=gan.config.vae.data_seed)
+
+    class ByLevel:  # a stand-in: the class follows the image's mean level in thousandths, shifted by ``k``
+        def __init__(self, k):
+            self.k = k
+
+        def predict(self, images):
+            return ((images.mean((1, 2, 3)) * 1000).long() + self.k) % 4
+
+    images, names = renderings([gan], data.test_x, torch.device("cpu"))
+    rows, summary = readings([(f"k{k}", ByLevel(k)) for k in range(4)], images, data.test_y, names)
+    with torch.no_grad():
+        mu = gan.vae.encode(uint8_to_model(data.test_x))[0]
+        g, d = model_to_unit(gan.generator.eval()(mu)), model_to_unit(gan.vae.decoder.eval()(mu))
+    differ = []
+    for row, k in zip(rows, range(4)):
+        want_g = round(accuracy(ByLevel(k).predict(g), data.test_y).mean * 100, 1)
+        want_d = round(accuracy(ByLevel(k).predict(d), data.test_y).mean * 100, 1)
+        assert (row["lsr_gan"][name], row["vae"][name]) == (want_g, want_d)
+        differ.append(want_g != want_d)
+    assert any(differ)  # the stand-ins tell the two renderings apart, so the check above can fail
+    values = [r["lsr_gan"][name] for r in rows]
+    assert summary["range"][name] == [min(values), max(values)] and summary["classifiers"] == 4
+
+    res = _benchmark("classifier_spread", str(gan.path), "--classifier", str(clf.path), "--seeds", "5",
+                     "--epochs", "1", "--n-test", "64", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [json.loads(line) for line in res.stdout.strip().splitlines() if line.startswith("{")]
+    assert [r["classifier"] for r in lines[:-1]] == [f"given 1: {clf.path.name}", "seed 5, 1 epochs"]
+    assert not any(str(tmp_path) in json.dumps(x) or str(clf.path.parent) in json.dumps(x) for x in lines)
+    assert (tmp_path / "shapes").is_dir() and lines[-1]["classifiers"] == 2
