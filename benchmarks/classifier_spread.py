@@ -41,7 +41,7 @@ def renderings(runs, test_x: torch.Tensor, device) -> tuple[dict, list[str]]:
             name = "/".join(r.path.parts[-3:])
             names.append(name)
             mu = r.vae.encode(x)[0]
-            images[f"{name}: D(mu(x))"] = model_to_unit(r.vae.decoder.eval()(mu)).cpu()
+            images[f"{name}: D(mu(x))"] = model_to_unit(r.vae.decode(mu)).cpu()
             images[name] = model_to_unit(r.generate(mu)).cpu()
     return images, names
 
