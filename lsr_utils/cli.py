@@ -653,6 +653,11 @@ def _cmd_fid(args) -> int:
 
 
 def _cmd_selfcheck(args) -> int:
+    import os
+
+    # cuBLAS's kernels are deterministic only with this workspace setting, read when it starts (the comparison
+    # on a GPU runs with deterministic kernels: lsr_utils.selfcheck.deterministic_kernels)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     from .selfcheck import selfcheck
 
     return selfcheck(device=args.device, steps=args.steps)

@@ -8,7 +8,13 @@ noise, stopping at the first step whose losses or weights differ:
    in float32, over ``steps`` steps whose last ones use a smaller batch (the
    epoch's last batch, its own graph). On a CPU there are no CUDA graphs: the
    capture logic (warm-up, static buffers, one graph per batch shape) is
-   checked with an emulated backend instead, and the report says so.
+   checked with an emulated backend instead, and the report says so. On a GPU
+   both sides run with deterministic kernels (:func:`deterministic_kernels`):
+   with the default kernels two eager runs of the stage-2 step already differ
+   (cuDNN's and cuBLAS's reductions are not ordered), and Adam's first steps
+   turn a rounding-level difference in a near-zero gradient into a whole
+   step of the learning rate, so the comparison would measure the kernels,
+   not the capture.
 2. **stacked vs single**: M members trained as one stacked network (sweep
    stacking: a beta sweep's VAEs, a lambda sweep's LSR-GANs, a beta sweep's
    LSR-GANs over their own VAEs) against M separate runs, in float64 (in
@@ -20,6 +26,7 @@ differ.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -64,6 +71,27 @@ class EmulatedGraphs:
     def replay(self, graph):
         self.replays += 1
         return graph()
+
+
+@contextlib.contextmanager
+def deterministic_kernels(on: bool = True):
+    """cuDNN and PyTorch restricted to deterministic kernels inside the block (restored after it).
+
+    cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before its first use for
+    its kernels to be deterministic; ``lsr selfcheck`` sets it at its start.
+    """
+    if not on:
+        yield
+        return
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[0], saved[1]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
 def batches(n_steps: int, batch: int, device, dtype=torch.float32, seed: int = 0, last: int | None = None,
@@ -111,9 +139,16 @@ def _random_vae(device, dtype, seed: int = 0):
 
 
 def check_captured(stage: str, device, steps: int = 50, backend=None, perturb=None,
-                   rtol: float = 1e-4, atol: float = 1e-5) -> Difference | None:
-    """Captured against eager, float32, step by step; ``perturb(step)`` alters the captured side (tests)."""
-    device = torch.device(device)
+                   rtol: float = 1e-4, atol: float = 1e-5, deterministic: bool = False) -> Difference | None:
+    """Captured against eager, float32, step by step; ``perturb(step)`` alters the captured side (tests).
+
+    ``deterministic``: both sides with deterministic kernels (:func:`deterministic_kernels`), as on a GPU.
+    """
+    with deterministic_kernels(deterministic):
+        return _check_captured(stage, torch.device(device), steps, backend, perturb, rtol, atol)
+
+
+def _check_captured(stage, device, steps, backend, perturb, rtol, atol):
     vae = _random_vae(device, torch.float32) if stage == "gan" else None
     cuda = device.type == "cuda"
     eager = _stage([_config(stage)], device, torch.float32, cuda, vae)
@@ -171,8 +206,9 @@ def selfcheck(device="auto", steps: int = 50, say=print) -> int:
     cuda = dev.type == "cuda"
     for stage in ("vae", "gan"):
         backend = None if cuda else EmulatedGraphs()
-        diff = check_captured(stage, dev, steps, backend=backend)
-        what = "CUDA-graph" if cuda else "emulated (no CUDA here: the capture logic, not the GPU)"
+        diff = check_captured(stage, dev, steps, backend=backend, deterministic=cuda)
+        what = "CUDA-graph, deterministic kernels" if cuda else \
+            "emulated (no CUDA here: the capture logic, not the GPU)"
         say(f"  {stage}: captured ({what}) vs eager, float32: " + ("equal" if diff is None else f"DIFFERENT at {diff}"))
         failures += diff is not None
     for stage in ("vae", "gan"):

@@ -60,3 +60,27 @@ def test_selfcheck_command_on_the_cpu(capsys):
     assert main(["selfcheck", "--device", "cpu", "--steps", "5"]) == 0
     out = capsys.readouterr().out
     assert "emulated" in out and "all equal" in out
+
+
+def test_deterministic_kernels_are_on_inside_the_check_and_restored_after_it():
+    from lsr_utils.selfcheck import deterministic_kernels
+
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+              torch.are_deterministic_algorithms_enabled())
+    with deterministic_kernels():
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not torch.backends.cudnn.benchmark
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+            torch.are_deterministic_algorithms_enabled()) == before
+    with deterministic_kernels(False):
+        assert torch.are_deterministic_algorithms_enabled() == before[2]
+
+
+def test_the_deterministic_comparison_still_names_a_difference():
+    def wrong_lambda(step):
+        step.cfgs = [step.cfgs[0].replace(lam=1.01)]
+
+    assert check_captured("gan", "cpu", steps=5, backend=EmulatedGraphs(), deterministic=True) is None
+    diff = check_captured("gan", "cpu", steps=5, backend=EmulatedGraphs(), perturb=wrong_lambda, deterministic=True)
+    assert diff is not None and diff.step == 1
+    assert not torch.are_deterministic_algorithms_enabled()  # restored even though the check returned early
