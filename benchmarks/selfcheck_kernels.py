@@ -1,7 +1,7 @@
 """Why a captured step can differ from the eager one on a GPU: the same comparisons as ``lsr selfcheck``, with the
 default and with deterministic kernels, and eager against eager (the kernels' own spread, no capture involved).
 
-    python benchmarks/selfcheck_kernels.py [--device cuda] [--steps 50] [--json FILE]
+    python benchmarks/selfcheck_kernels.py [--device cuda] [--steps 50] [--stages vae gan] [--json FILE]
 
 Rows: (stage, comparison, kernels) -> the first step and tensor that differ, or "equal". On a CPU the "captured" side
 is the emulated capture of :mod:`lsr_utils.selfcheck`.
@@ -27,11 +27,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--stages", nargs="+", choices=("vae", "gan"), default=["vae", "gan"])
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     dev = resolve_device(a.device)
     rows = []
-    for stage in ("vae", "gan"):
+    for stage in a.stages:
         for comparison in ("eager vs eager", "captured vs eager"):
             for deterministic in (False, True):
                 backend = EmulatedGraphs() if comparison == "eager vs eager" or dev.type != "cuda" else None

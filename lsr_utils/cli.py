@@ -472,6 +472,13 @@ def _cmd_demo(args) -> int:
                    seed=args.seed, progress=not args.no_progress, fresh=args.fresh, command=_command_line())
     print(format_record(rec))
     d = rec["demo"]
+    panel = rec.get("classifier_panel")
+    if panel:
+        print(f"the classification checks read the mean of {len(panel['classifiers'])} classifiers "
+              f"({', '.join(panel['classifiers'])}):")
+        for key, what in (("absolute_vae", "VAE D(mu(x))"), ("absolute_lsr_gan", "LSR-GAN G(mu(x))")):
+            p = panel[key]
+            print(f"  {what}: {p['mean']:.1f} +- {p['sem']:.1f} % (readings {', '.join(f'{x:.1f}' for x in p['readings'])})")
     if d["recipe"]:
         print("the recipe (the paper's method; how it is trained differs from the paper's settings):")
         for r in d["recipe"]:

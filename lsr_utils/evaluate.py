@@ -176,11 +176,16 @@ def make_record(run: GANRun, values: dict, *, scores: dict, fid: dict, collapse:
 
 def evaluate(run: GANRun, test_x: torch.Tensor, test_y: torch.Tensor, classifier, *, clean=None, k: int = 10,
              n_variance: int = 1000, fid_weights=None, use_fid: bool = False, device=None, progress: bool = False,
-             command: str | None = None, profile: str = CUSTOM, settings: dict | None = None) -> dict:
+             command: str | None = None, profile: str = CUSTOM, settings: dict | None = None,
+             panel: tuple = ()) -> dict:
     """Measure ``run`` on uint8 test images; returns the record (nothing is written).
 
     Random samples: as many as test images up to 1,000 (the collapse check and the offline score), and with FID as
     many as test images (FID random-seeded compares equal numbers, as the paper's 10,000).
+
+    ``panel``: more classifiers (``(label, classifier)`` pairs) that read the same renderings; the record's
+    ``classifier_panel`` holds each one's classification next to ``classifier``'s and their mean
+    (:func:`panel_classification`). ``values`` stay ``classifier``'s alone.
     """
     t0 = time.monotonic()
     n = len(test_x)
@@ -211,9 +216,38 @@ def evaluate(run: GANRun, test_x: torch.Tensor, test_y: torch.Tensor, classifier
             fid = {"available": False, "reason": str(e)}
     collapse = collapse_check(r.random_gan, r.input)
     latent = latent_spread(r.mu.cpu(), r.logvar.cpu()) if n >= 2 else None
-    return make_record(run, values, scores=scores, fid=fid, collapse=collapse, classifier=classifier,
-                       settings=settings or {}, command=command, seconds=time.monotonic() - t0, profile=profile,
-                       latent=latent)
+    readings = None
+    if panel and classifier is not None:
+        readings = [("classifier", values)] + [(label, classification(r, c, test_y, progress)) for label, c in panel]
+    rec = make_record(run, values, scores=scores, fid=fid, collapse=collapse, classifier=classifier,
+                      settings=settings or {}, command=command, seconds=time.monotonic() - t0, profile=profile,
+                      latent=latent)
+    if readings:
+        rec["classifier_panel"] = panel_classification(readings)
+    return rec
+
+
+PANEL_METRICS = ("classifier_raw_accuracy", "absolute_vae", "absolute_lsr_gan", "relative_vae", "relative_lsr_gan")
+
+
+def panel_classification(readings: list[tuple[str, dict]]) -> dict:
+    """Classification of the same renderings by several classifiers: each one's reading (%) of each metric, and
+    over them the mean, the standard deviation, the standard error of the mean, the lowest and the highest.
+
+    A classifier trained on raw images reads renderings that carry detail no training image has; where it puts
+    them depends on its own seed (benchmarks/RESULTS.md, "The instrument"). The mean over classifiers of one
+    recipe estimates what that recipe's classifier reads, whatever its seed, with a standard error that shrinks
+    as 1/sqrt(classifiers)."""
+    out = {"classifiers": [label for label, _ in readings]}
+    for key in PANEL_METRICS:
+        vals = [float(v[key]["mean"]) for _, v in readings if key in v]
+        if len(vals) != len(readings):
+            continue
+        mean = sum(vals) / len(vals)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        out[key] = {"readings": [round(x, 2) for x in vals], "mean": mean, "sd": sd,
+                    "sem": sd / math.sqrt(len(vals)), "min": min(vals), "max": max(vals), "unit": "%"}
+    return out
 
 
 def hash_images(x: torch.Tensor) -> str:

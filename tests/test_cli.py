@@ -131,6 +131,16 @@ def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
     lat = rec["latent"]  # how far the codes of real images spread against the prior LSR-GAN trains on
     assert len(lat["top_eigenvalues"]) == 8 and lat["top_eigenvalues"] == sorted(lat["top_eigenvalues"], reverse=True)
     assert "latent spread: covariance of mu(x), top eigenvalues" in out
+    # the classification checks read the mean of a panel of classifiers (seeds of one recipe)
+    from lsr_utils.demo import PANEL_SEEDS, checked_values
+
+    panel = rec["classifier_panel"]
+    assert panel["classifiers"] == [f"seed {s}" for s in PANEL_SEEDS]
+    p = panel["absolute_lsr_gan"]
+    assert len(p["readings"]) == len(PANEL_SEEDS) and p["readings"][0] == round(m["absolute_lsr_gan"]["mean"], 2)
+    assert abs(p["mean"] - sum(p["readings"]) / len(p["readings"])) < 0.01 and p["min"] <= p["mean"] <= p["max"]
+    assert checked_values(rec)["absolute_lsr_gan"]["mean"] == p["mean"]
+    assert "the classification checks read the mean of 5 classifiers" in out
 
 
 @pytest.mark.slow

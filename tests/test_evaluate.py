@@ -308,3 +308,22 @@ def test_classifier_spread_benchmark_reads_the_runs_renderings_with_each_classif
     assert [r["classifier"] for r in lines[:-1]] == [f"given 1: {clf.path.name}", "seed 5, 1 epochs"]
     assert not any(str(tmp_path) in json.dumps(x) or str(clf.path.parent) in json.dumps(x) for x in lines)
     assert (tmp_path / "shapes").is_dir() and lines[-1]["classifiers"] == 2
+
+
+def test_panel_classification_is_the_mean_of_the_classifiers_readings():
+    from lsr_utils.demo import checked_values
+    from lsr_utils.evaluate import panel_classification
+
+    def reading(raw, vae, gan):
+        return {"classifier_raw_accuracy": {"mean": raw}, "absolute_vae": {"mean": vae},
+                "absolute_lsr_gan": {"mean": gan}, "relative_vae": {"mean": vae}, "relative_lsr_gan": {"mean": gan}}
+
+    p = panel_classification([("a", reading(100, 99, 90)), ("b", reading(100, 97, 70)), ("c", reading(99, 98, 80))])
+    assert p["classifiers"] == ["a", "b", "c"]
+    g = p["absolute_lsr_gan"]
+    assert g["readings"] == [90, 70, 80] and g["mean"] == 80 and g["min"] == 70 and g["max"] == 90
+    assert abs(g["sd"] - 10.0) < 1e-9 and abs(g["sem"] - 10 / 3 ** 0.5) < 1e-9
+    rec = {"values": {**reading(100, 99, 90), "sharpness_vae": {"mean": 0.1}}, "classifier_panel": p}
+    v = checked_values(rec)  # the demo's checks read the panel's mean, the other values as they are
+    assert v["absolute_lsr_gan"]["mean"] == 80 and v["absolute_vae"]["mean"] == 98 and v["sharpness_vae"]["mean"] == 0.1
+    assert checked_values({"values": reading(100, 99, 90)})["absolute_lsr_gan"]["mean"] == 90  # no panel: one reading

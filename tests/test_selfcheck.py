@@ -84,3 +84,21 @@ def test_the_deterministic_comparison_still_names_a_difference():
     diff = check_captured("gan", "cpu", steps=5, backend=EmulatedGraphs(), perturb=wrong_lambda, deterministic=True)
     assert diff is not None and diff.step == 1
     assert not torch.are_deterministic_algorithms_enabled()  # restored even though the check returned early
+
+
+def test_selfcheck_kernels_benchmark_on_the_cpu(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks.selfcheck_kernels import main as kernels
+
+    out = tmp_path / "k.json"
+    assert kernels(["--device", "cpu", "--steps", "5", "--stages", "vae", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert len(rec["rows"]) == 4 and all(r["result"] == "equal" for r in rec["rows"])
+    assert {(r["comparison"], r["kernels"]) for r in rec["rows"]} == {
+        (c, k) for c in ("eager vs eager", "captured vs eager") for k in ("default", "deterministic")}
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, sys.stderr
