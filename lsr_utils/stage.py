@@ -108,6 +108,10 @@ def build_stage(cfgs, device, *, total_steps: int, encoders=None, decoders=None,
     if graphs and (cfg.lr_warmup or cfg.lr_decay != "constant"):
         raise LsrError("--graphs needs a constant learning rate (a captured step replays the one it was captured "
                        "with); this recipe warms it up or decays it: drop --graphs, or train with the paper's schedule")
+    if graphs and gan and cfg.ema:
+        raise LsrError("--graphs cannot keep a moving average of the generator (ema): its decay changes with every "
+                       "step, and a captured step replays the one it was captured with; drop --graphs, or train "
+                       "without ema (the paper's recipe)")
     if graphs and compile:
         raise LsrError("--graphs and --compile cannot be combined; choose one")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
