@@ -7,7 +7,8 @@ Every variant is the quick profile's sizes on ``shapes`` (8,000 images at batch 
 changed in the named fields only, and the schedule it names (VAE + LSR-GAN steps); the method (Table 3's networks, eq. 2 with Appendix A's
 log-MSE, eq. 3, eq. 4 with the reference's lambda scale, two stages with the encoder frozen, the generator
 started from the VAE decoder, z ~ N(0, I) in stage 2) never changes. Each row: the VAE's and the LSR-GAN's
-classification on 1,000 held-out images, the sharpness ratio, the top eigenvalue of the covariance of mu(x)
+classification on 1,000 held-out images (the mean of the demo's panel of five classifier seeds,
+``lsr_utils.demo.PANEL_SEEDS``, each reading kept in the JSON row), the sharpness ratio, the top eigenvalue of the covariance of mu(x)
 (the prior's: 1), the KL per image at the end of stage 1, and the wall time of training (VAE + LSR-GAN).
 Rows print as a Markdown table and as JSON lines (``--json``). Variants train in their own folders under
 ``--out`` (run folders are reused: a rerun only evaluates).
@@ -42,6 +43,15 @@ VARIANTS = {
     "VAE lr 2e-3, warm-up, cosine, 1,000 + 250": {**OLD, "vae.lr": 2e-3, "vae.lr_warmup": 100,
                                                   "vae.lr_decay": "cosine"},
     "VAE lr 1e-3, D warm-up 50, 1,000 + 250": {**OLD, "vae.lr": 1e-3, "d_warmup": 50},
+    # stage 2 of the demo's recipe changed in one field (the VAE is the demo's, reused), 2026-12-05
+    "recipe, lambda 10, 750 + 500": {**NEW, **RECIPE, "lam": 10.0},
+    "recipe, EMA 0.995, 750 + 500": {**NEW, **RECIPE, "ema": 0.995},
+    "recipe, D lr 2.5e-5, 750 + 500": {**NEW, **RECIPE, "d_lr": 2.5e-5},
+    "recipe, G lr 1e-4, 750 + 500": {**NEW, **RECIPE, "lr": 1e-4},
+    "recipe, 750 + 250": {**RECIPE, "vae.epochs": 3, "epochs": 1},
+    # the moving average's ramp (1 + t) / (10 + t) keeps its decay below 0.99 for 890 updates: these start it at once
+    "recipe, EMA 0.99 from the first update, 750 + 500": {**NEW, **RECIPE, "ema_warmup": 0},
+    "recipe, EMA 0.995 from the first update, 750 + 500": {**NEW, **RECIPE, "ema": 0.995, "ema_warmup": 0},
 }
 DEFAULT = list(VARIANTS)[:10]
 
@@ -61,7 +71,9 @@ def variant_config(changes: dict, dataset: str, seed: int):
     return cfg
 
 
-def run_variant(name: str, changes: dict, seed: int, out: Path, data, clf, device) -> dict:
+def run_variant(name: str, changes: dict, seed: int, out: Path, data, clfs: list, device) -> dict:
+    """Train (or reuse) one variant and read it as `lsr demo` does: ``clfs`` is the panel, (label, classifier)."""
+    from lsr_utils.demo import checked_values
     from lsr_utils.evaluate import evaluate
     from lsr_utils.train import train_lsr_gan, train_vae
 
@@ -71,11 +83,15 @@ def run_variant(name: str, changes: dict, seed: int, out: Path, data, clf, devic
     t1 = time.monotonic()
     gan = train_lsr_gan(cfg, data, vae=vae, out=out, device=device, progress=False)
     t2 = time.monotonic()
-    rec = evaluate(gan, data.test_x, data.test_y, clf, clean=data.test_clean, n_variance=100)
-    v = rec["values"]
+    rec = evaluate(gan, data.test_x, data.test_y, clfs[0][1], clean=data.test_clean, n_variance=100,
+                   panel=tuple(clfs[1:]))
+    v = checked_values(rec)
+    panel = rec["classifier_panel"]
     trained = not (vae.reused and gan.reused)
     return {"variant": name, "changes": {k: list(x) if isinstance(x, tuple) else x for k, x in changes.items()},
             "seed": seed, "vae_accuracy": v["absolute_vae"]["mean"], "lsr_gan_accuracy": v["absolute_lsr_gan"]["mean"],
+            "lsr_gan_readings": panel["absolute_lsr_gan"]["readings"], "vae_readings": panel["absolute_vae"]["readings"],
+            "classifiers": [label for label, _ in clfs],
             "sharpness_ratio": v["sharpness_lsr_gan"]["mean"] / v["sharpness_vae"]["mean"],
             "texture_dropped": v["mse_vae_to_clean"]["mean"] < v["mse_vae"]["mean"],
             "top_eigenvalue": rec["latent"]["top_eigenvalues"][0],
@@ -103,14 +119,16 @@ def main() -> None:
     from lsr_utils.classifier import classifier_config, train_classifier
     from lsr_utils.config import make_config
     from lsr_utils.data import load_data
+    from lsr_utils.demo import PANEL_SEEDS
     from lsr_utils.runtime import device_name, resolve_device
 
     device = resolve_device(a.device)
     base = make_config("quick", dataset=a.dataset)
     data = load_data(a.dataset, root=a.data_root, n_train=base.vae.n_train,
                      n_test=1000 if a.dataset == "shapes" else None, seed=base.vae.data_seed, progress=False)
-    clf = train_classifier(classifier_config(a.dataset, "quick"), data if a.dataset != "shapes" else None,
-                           out=a.out, device=device, progress=False)
+    clf_cfg = classifier_config(a.dataset, "quick")
+    clfs = [(f"seed {s}", train_classifier(clf_cfg.replace(seed=s), data if a.dataset != "shapes" else None,
+                                           out=a.out, device=device, progress=False)) for s in PANEL_SEEDS]
     print(f"# recipe ablation on {a.dataset}: {device_name(device)}, torch {torch.__version__}, "
           f"{len(data.train_x):,} training images, {len(data.test_x):,} held out")
     print("| variant | seed | VAE classified, % | LSR-GAN classified, % | sharpness ratio | top eigenvalue of "
@@ -118,7 +136,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for seed in a.seeds:
         for name in a.variants:
-            row = run_variant(name, VARIANTS[name], seed, Path(a.out), data, clf, device)
+            row = run_variant(name, VARIANTS[name], seed, Path(a.out), data, clfs, device)
             print(f"| {name} | {seed} | {row['vae_accuracy']:.1f} | {row['lsr_gan_accuracy']:.1f} | "
                   f"{row['sharpness_ratio']:.2f} | {row['top_eigenvalue']:.1f} | {row['kl_per_image']:.0f} | "
                   f"{row['train_seconds']:.0f} |", flush=True)

@@ -282,6 +282,10 @@ class GANConfig(TrainConfig):
                                                 "2 and 3 also the first up-blocks", since="0.3")
     ema: float = spec(0.0, decay_rate, "decay of an exponential moving average of the generator's weights, which then "
                                        "renders every image (0: none, the paper's)", since="0.3")
+    ema_warmup: int = spec(10, nonneg_int, "the moving average's decay after t generator updates is min(ema, (1 + t) / "
+                                           "(ema_warmup + t)): it follows G closely at first (10: the common ramp, "
+                                           "which over 500 updates never reaches 0.99; 0: ema from the first "
+                                           "update)", since="0.3")
 
     def __post_init__(self):
         if not isinstance(self.vae, VAEConfig):

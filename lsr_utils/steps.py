@@ -213,9 +213,11 @@ class GANStep:
 
     @torch.no_grad()
     def _update_ema(self, g_step: int) -> None:
-        """ema <- d * ema + (1 - d) * G, d = min(decay, (1 + t) / (10 + t)): the average follows G closely at
-        first, then slowly (t: G updates so far); BatchNorm statistics are copied."""
-        decay = min(self.cfgs[0].ema, (1 + g_step) / (10 + g_step))
+        """ema <- d * ema + (1 - d) * G, d = min(decay, (1 + t) / (w + t)), w = ``ema_warmup``: the average
+        follows G closely at first, then slowly (t: G updates so far; w = 0: d = decay throughout); BatchNorm
+        statistics are copied."""
+        cfg = self.cfgs[0]
+        decay = cfg.ema if cfg.ema_warmup == 0 else min(cfg.ema, (1 + g_step) / (cfg.ema_warmup + g_step))
         for e, p in self._ema_pairs:
             e.lerp_(p.detach(), 1.0 - decay)
         for e, b in self._ema_buffers:

@@ -262,3 +262,38 @@ def test_the_demo_trains_the_quick_recipe_with_its_lambda_on_both_datasets():
         assert cfg.replace(lam=1.0) == make_config("quick", dataset=dataset, seed=14)
     smoke = demo_config("smoke")
     assert (smoke.vae.epochs, smoke.epochs) == (make_config("smoke").vae.epochs, make_config("smoke").epochs)
+
+
+@pytest.mark.parametrize("change, says", [({"lr_decay": "cosine"}, "constant learning rate"),
+                                          ({"ema": 0.99}, "moving average")])
+def test_captured_steps_refuse_a_recipe_whose_step_changes_over_time(change, says):
+    """A CUDA graph replays the step it captured: a decaying learning rate or the moving average's ramping decay
+    would be frozen at the capture's value, silently. build_stage refuses both before it needs a GPU."""
+    from lsr_utils.stage import build_stage
+
+    cfg = GANConfig(vae=VAEConfig(dataset="shapes"), **change)
+    with pytest.raises(LsrError, match=says):
+        build_stage(cfg, torch.device("cpu"), total_steps=3, graphs=True, channels_last=False)
+    from lsr_utils.nn import Decoder, Encoder
+
+    build_stage(cfg, torch.device("cpu"), total_steps=3, encoders=[Encoder()], decoders=[Decoder()],
+                channels_last=False)  # eager: fine
+
+
+@pytest.mark.parametrize("warmup, decay", [(10, 0.1), (0, 0.9)])
+def test_the_moving_average_ramps_its_decay_unless_told_not_to(warmup, decay):
+    """After the first generator update the moving average is d * G_0 + (1 - d) * G_1, with d = min(ema, 1 / 10)
+    under the default ramp and d = ema from the first update with ema_warmup = 0."""
+    from lsr_utils.nn import Decoder, Encoder
+    from lsr_utils.stage import build_stage
+
+    torch.manual_seed(0)
+    cfg = GANConfig(vae=VAEConfig(dataset="shapes"), lr=1e-2, ema=0.9, ema_warmup=warmup)
+    stage = build_stage(cfg, torch.device("cpu"), total_steps=1, encoders=[Encoder().eval()], decoders=[Decoder()],
+                        channels_last=False)
+    gen, ema = stage.models["generator"], stage.models["generator_ema"]
+    w0 = gen.to_image.weight.detach().clone()
+    stage.step(torch.rand(8, 3, 32, 32) * 2 - 1, 0)
+    w1 = gen.to_image.weight.detach()
+    assert not torch.equal(w0, w1)
+    assert torch.allclose(ema.to_image.weight, decay * w0 + (1 - decay) * w1, atol=1e-6)
