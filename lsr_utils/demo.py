@@ -141,8 +141,8 @@ def run_demo(*, profile: str | None = None, dataset: str = "shapes", data_root=N
     fig = image_rows(rows, fig_path, title=(
         f"lsr demo: {dataset}, {profile} profile ({len(data.train_x):,} images, {cfg.vae.epochs}+{cfg.epochs} "
         f"epochs), beta={cfg.vae.beta:g}, lambda={cfg.lam:g}\nclassified correctly: input "
-        f"{v['classifier_raw_accuracy']['mean']:.0f} %, VAE {v['absolute_vae']['mean']:.0f} %, LSR-GAN "
-        f"{v['absolute_lsr_gan']['mean']:.0f} % (mean of {len(PANEL_SEEDS)} classifiers); sharpness VAE {v['sharpness_vae']['mean']:.3f}, LSR-GAN "
+        f"{v['classifier_raw_accuracy']['mean']:.1f} %, VAE {v['absolute_vae']['mean']:.1f} %, LSR-GAN "
+        f"{v['absolute_lsr_gan']['mean']:.1f} % (mean of {len(PANEL_SEEDS)} classifiers); sharpness VAE {v['sharpness_vae']['mean']:.3f}, LSR-GAN "
         f"{v['sharpness_lsr_gan']['mean']:.3f}"))
     close(fig)
     times["evaluation_and_figure"] = time.monotonic() - t
