@@ -327,3 +327,20 @@ def test_panel_classification_is_the_mean_of_the_classifiers_readings():
     v = checked_values(rec)  # the demo's checks read the panel's mean, the other values as they are
     assert v["absolute_lsr_gan"]["mean"] == 80 and v["absolute_vae"]["mean"] == 98 and v["sharpness_vae"]["mean"] == 0.1
     assert checked_values({"values": reading(100, 99, 90)})["absolute_lsr_gan"]["mean"] == 90  # no panel: one reading
+
+
+def test_standing_statistics_average_every_batch_and_leave_the_generator_as_it_was():
+    """benchmarks/standing_stats.py: the copy's BatchNorm statistics are the plain average of the drawn batches'
+    statistics (not a moving average that forgets the first), in eval mode; the given generator keeps its own."""
+    from benchmarks.standing_stats import standing
+
+    torch.manual_seed(0)
+    g = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    before = g[1].running_mean.clone()
+    batches = [torch.randn(8, 3) * (1 + b) + b for b in range(5)]
+    s = standing(g, 5, lambda b: batches[b])
+    with torch.no_grad():
+        h = [g[0](x) for x in batches]
+    assert torch.allclose(s[1].running_mean, torch.stack([x.mean(0) for x in h]).mean(0), atol=1e-5)
+    assert torch.allclose(s[1].running_var, torch.stack([x.var(0) for x in h]).mean(0), atol=1e-4)
+    assert not s.training and torch.equal(g[1].running_mean, before) and s[1].num_batches_tracked == 5

@@ -1,0 +1,98 @@
+"""Does the EMA generator's BatchNorm state explain the lost shapes? Re-estimate it, read G(mu(x)) again.
+
+    python -m benchmarks.standing_stats RUNS --seed S [--dataset shapes] [--data-root DATA] [--json FILE]
+
+``RUNS`` is the runs folder of a finished ``lsr demo --seed S`` (``runs/`` of the folder it ran in): the VAE, the
+LSR-GAN and the five panel classifiers are reused, nothing is trained. The moving average of the generator's
+weights (the recipe's ``ema``) copies the live generator's BatchNorm statistics, which were gathered with other
+weights; BigGAN's "standing statistics" re-estimate them for the averaged weights. Each row reads the held-out
+renderings G(mu(x)) with the demo's panel (``lsr_utils.demo.PANEL_SEEDS``): the generator as trained; with its
+statistics re-estimated over 20 or 100 batches of 32 prior samples z ~ N(0, I) (what stage 2 trains on); and, as
+a diagnostic only (not the method: stage 2 never sees real images' codes), over codes mu(x) of training images.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+
+import torch
+
+
+def standing(generator: torch.nn.Module, batches: int, draw) -> torch.nn.Module:
+    """A copy of ``generator`` whose BatchNorm statistics are the plain average over ``batches`` of ``draw(b)``."""
+    g = copy.deepcopy(generator)
+    for m in g.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    g.train()
+    with torch.no_grad():
+        for b in range(batches):
+            g(draw(b))
+    return g.eval()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", help="the runs folder of a finished lsr demo")
+    p.add_argument("--seed", type=int, default=13, help="the demo's --seed")
+    p.add_argument("--dataset", default="shapes")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--json", default=None, help="append the row to this file (JSON lines)")
+    a = p.parse_args()
+
+    from lsr_utils.classifier import classifier_config, train_classifier
+    from lsr_utils.config import profile_sizes
+    from lsr_utils.data import load_data
+    from lsr_utils.demo import PANEL_SEEDS, demo_config
+    from lsr_utils.pixels import model_to_unit, uint8_to_model
+    from lsr_utils.runtime import device_name
+    from lsr_utils.train import train_lsr_gan, train_vae
+
+    profile, device = "quick", torch.device("cpu")
+    cfg = demo_config(profile, a.dataset, a.seed)
+    n_test = (profile_sizes(profile, a.dataset).n_test or 2000) if a.dataset == "shapes" else None
+    data = load_data(a.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=n_test, seed=cfg.vae.data_seed,
+                     progress=False)
+    kw = dict(out=a.runs, device=device, progress=False)
+    vae = train_vae(cfg.vae, data, **kw)
+    gan = train_lsr_gan(cfg, data, vae=vae, **kw)
+    if not (vae.reused and gan.reused):
+        raise SystemExit(f"{a.runs} held no finished demo of seed {a.seed}: it was trained now; run lsr demo first")
+    clf_cfg = classifier_config(a.dataset, profile)
+    clfs = [train_classifier(clf_cfg.replace(seed=s), data if a.dataset != "shapes" else None, **kw)
+            for s in PANEL_SEEDS]
+
+    torch.set_grad_enabled(False)
+    mu = torch.cat([vae.encode(uint8_to_model(data.test_x[i:i + 125]))[0] for i in range(0, len(data.test_x), 125)])
+    z_dim = cfg.vae.latent_dim
+
+    def prior(b):
+        return torch.randn(32, z_dim, generator=torch.Generator().manual_seed(1000 + b))
+
+    def train_codes(b):
+        idx = torch.randint(0, len(data.train_x), (32,), generator=torch.Generator().manual_seed(2000 + b))
+        return vae.encode(uint8_to_model(data.train_x[idx]))[0]
+
+    row = {"seed": a.seed, "dataset": a.dataset, "run": gan.path.name, "hardware": device_name(device),
+           "classifiers": [f"seed {s}" for s in PANEL_SEEDS]}
+    variants = {"as trained (the record's)": gan.generator,
+                "standing statistics, 20 x 32 prior z": standing(gan.generator, 20, prior),
+                "standing statistics, 100 x 32 prior z": standing(gan.generator, 100, prior),
+                "diagnostic: statistics over 100 x 32 codes mu(x) of training images":
+                    standing(gan.generator, 100, train_codes)}
+    print(f"| seed {a.seed}: G(mu(x)) | mean of {len(clfs)} | readings |\n|---|---|---|")
+    for name, g in variants.items():
+        g.eval()
+        imgs = torch.cat([model_to_unit(g(mu[i:i + 125])) for i in range(0, len(mu), 125)])
+        acc = [round(float((c.predict(imgs) == data.test_y).float().mean()) * 100, 2) for c in clfs]
+        row[name] = acc
+        print(f"| {name} | {sum(acc) / len(acc):.1f} | {', '.join(f'{x:.1f}' for x in acc)} |", flush=True)
+    if a.json:
+        with open(a.json, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
