@@ -116,19 +116,16 @@ def main() -> None:
 
     import torch
 
-    from lsr_utils.classifier import classifier_config, train_classifier
     from lsr_utils.config import make_config
     from lsr_utils.data import load_data
-    from lsr_utils.demo import PANEL_SEEDS
+    from lsr_utils.demo import train_panel
     from lsr_utils.runtime import device_name, resolve_device
 
     device = resolve_device(a.device)
     base = make_config("quick", dataset=a.dataset)
     data = load_data(a.dataset, root=a.data_root, n_train=base.vae.n_train,
                      n_test=1000 if a.dataset == "shapes" else None, seed=base.vae.data_seed, progress=False)
-    clf_cfg = classifier_config(a.dataset, "quick")
-    clfs = [(f"seed {s}", train_classifier(clf_cfg.replace(seed=s), data if a.dataset != "shapes" else None,
-                                           out=a.out, device=device, progress=False)) for s in PANEL_SEEDS]
+    clfs = train_panel(a.dataset, "quick", data, out=a.out, device=device, progress=False)
     print(f"# recipe ablation on {a.dataset}: {device_name(device)}, torch {torch.__version__}, "
           f"{len(data.train_x):,} training images, {len(data.test_x):,} held out")
     print("| variant | seed | VAE classified, % | LSR-GAN classified, % | sharpness ratio | top eigenvalue of "

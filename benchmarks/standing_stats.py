@@ -42,10 +42,9 @@ def main() -> None:
     p.add_argument("--json", default=None, help="append the row to this file (JSON lines)")
     a = p.parse_args()
 
-    from lsr_utils.classifier import classifier_config, train_classifier
     from lsr_utils.config import profile_sizes
     from lsr_utils.data import load_data
-    from lsr_utils.demo import PANEL_SEEDS, demo_config
+    from lsr_utils.demo import demo_config, train_panel
     from lsr_utils.pixels import model_to_unit, uint8_to_model
     from lsr_utils.runtime import device_name
     from lsr_utils.train import train_lsr_gan, train_vae
@@ -60,9 +59,7 @@ def main() -> None:
     gan = train_lsr_gan(cfg, data, vae=vae, **kw)
     if not (vae.reused and gan.reused):
         raise SystemExit(f"{a.runs} held no finished demo of seed {a.seed}: it was trained now; run lsr demo first")
-    clf_cfg = classifier_config(a.dataset, profile)
-    clfs = [train_classifier(clf_cfg.replace(seed=s), data if a.dataset != "shapes" else None, **kw)
-            for s in PANEL_SEEDS]
+    panel = train_panel(a.dataset, profile, data, **kw)
 
     torch.set_grad_enabled(False)
     mu = torch.cat([vae.encode(uint8_to_model(data.test_x[i:i + 125]))[0] for i in range(0, len(data.test_x), 125)])
@@ -76,17 +73,17 @@ def main() -> None:
         return vae.encode(uint8_to_model(data.train_x[idx]))[0]
 
     row = {"seed": a.seed, "dataset": a.dataset, "run": gan.path.name, "hardware": device_name(device),
-           "classifiers": [f"seed {s}" for s in PANEL_SEEDS]}
+           "classifiers": [label for label, _ in panel]}
     variants = {"as trained (the record's)": gan.generator,
                 "standing statistics, 20 x 32 prior z": standing(gan.generator, 20, prior),
                 "standing statistics, 100 x 32 prior z": standing(gan.generator, 100, prior),
                 "diagnostic: statistics over 100 x 32 codes mu(x) of training images":
                     standing(gan.generator, 100, train_codes)}
-    print(f"| seed {a.seed}: G(mu(x)) | mean of {len(clfs)} | readings |\n|---|---|---|")
+    print(f"| seed {a.seed}: G(mu(x)) | mean of {len(panel)} | readings |\n|---|---|---|")
     for name, g in variants.items():
         g.eval()
         imgs = torch.cat([model_to_unit(g(mu[i:i + 125])) for i in range(0, len(mu), 125)])
-        acc = [round(float((c.predict(imgs) == data.test_y).float().mean()) * 100, 2) for c in clfs]
+        acc = [round(float((c.predict(imgs) == data.test_y).float().mean()) * 100, 2) for _, c in panel]
         row[name] = acc
         print(f"| {name} | {sum(acc) / len(acc):.1f} | {', '.join(f'{x:.1f}' for x in acc)} |", flush=True)
     if a.json:

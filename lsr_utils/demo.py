@@ -84,6 +84,15 @@ def checked_values(rec: dict) -> dict:
                                 for k in PANEL_KEYS if k in panel and k in rec["values"]}}
 
 
+def train_panel(dataset: str, profile: str, data=None, *, out="runs", device=None, progress: bool = True) -> list:
+    """The demo's instrument: its dataset's classifier trained (or reused) once per seed of ``PANEL_SEEDS``, as
+    ``[("seed S", ClassifierRun), ...]``. ``data``: the training images where the classifier needs them (real
+    datasets; ``shapes`` generates its own)."""
+    cfg = classifier_config(dataset, profile)
+    return [(f"seed {s}", train_classifier(cfg.replace(seed=s), data if dataset != "shapes" else None, out=out,
+                                           device=device, progress=progress)) for s in PANEL_SEEDS]
+
+
 def demo_config(profile: str, dataset: str = "shapes", seed: int = 13):
     """The configuration `lsr demo` trains: the profile's recipe and sizes on ``dataset`` with the demo's lambda
     (``Profile.demo_lam``)."""
@@ -115,18 +124,16 @@ def run_demo(*, profile: str | None = None, dataset: str = "shapes", data_root=N
     gan = train_lsr_gan(cfg, data, vae=vae, **kw)
     times["lsr_gan"] = time.monotonic() - t
     t = time.monotonic()
-    clf_cfg = classifier_config(dataset, profile)
-    clfs = [train_classifier(clf_cfg.replace(seed=s), data if dataset != "shapes" else None, out=out, device=device,
-                             progress=progress) for s in PANEL_SEEDS]
-    clf = clfs[0]
+    panel = train_panel(dataset, profile, data, out=out, device=device, progress=progress)
+    clf = panel[0][1]
     times["classifiers"] = time.monotonic() - t
     t = time.monotonic()
     n_variance = min(sizes.demo_variance, len(data.test_x))  # K renderings of each
     rec = evaluate(gan, data.test_x, data.test_y, clf, clean=data.test_clean, n_variance=n_variance,
                    progress=progress, command=command or "lsr demo", profile=profile,
                    settings={"n_test": len(data.test_x), "demo": True},
-                   panel=tuple((f"seed {s}", c) for s, c in zip(PANEL_SEEDS[1:], clfs[1:])))
-    rec["classifier_panel"]["classifiers"][0] = f"seed {PANEL_SEEDS[0]}"
+                   panel=tuple(panel[1:]))
+    rec["classifier_panel"]["classifiers"][0] = panel[0][0]
 
     shown = data.test_x[:n_show]
     r = render(gan, shown, clean=None if data.test_clean is None else data.test_clean[:n_show], seed=seed)

@@ -269,13 +269,12 @@ def test_the_demo_trains_the_quick_recipe_with_its_lambda_on_both_datasets():
 def test_captured_steps_refuse_a_recipe_whose_step_changes_over_time(change, says):
     """A CUDA graph replays the step it captured: a decaying learning rate or the moving average's ramping decay
     would be frozen at the capture's value, silently. build_stage refuses both before it needs a GPU."""
+    from lsr_utils.nn import Decoder, Encoder
     from lsr_utils.stage import build_stage
 
     cfg = GANConfig(vae=VAEConfig(dataset="shapes"), **change)
     with pytest.raises(LsrError, match=says):
         build_stage(cfg, torch.device("cpu"), total_steps=3, graphs=True, channels_last=False)
-    from lsr_utils.nn import Decoder, Encoder
-
     build_stage(cfg, torch.device("cpu"), total_steps=3, encoders=[Encoder()], decoders=[Decoder()],
                 channels_last=False)  # eager: fine
 
