@@ -108,10 +108,11 @@ def build_stage(cfgs, device, *, total_steps: int, encoders=None, decoders=None,
     if graphs and (cfg.lr_warmup or cfg.lr_decay != "constant"):
         raise LsrError("--graphs needs a constant learning rate (a captured step replays the one it was captured "
                        "with); this recipe warms it up or decays it: drop --graphs, or train with the paper's schedule")
-    if graphs and gan and cfg.ema:
-        raise LsrError("--graphs cannot keep a moving average of the generator (ema): its decay changes with every "
-                       "step, and a captured step replays the one it was captured with; drop --graphs, or train "
-                       "without ema (the paper's recipe)")
+    if graphs and gan and cfg.ema and cfg.ema_warmup:
+        raise LsrError("--graphs cannot keep a ramped moving average of the generator (ema with ema_warmup > 0): its "
+                       "decay changes with every step, and a captured step replays the one it was captured with; drop "
+                       "--graphs, set ema_warmup 0 (a constant decay, the quick recipe's), or train without ema (the "
+                       "paper's recipe)")
     if graphs and compile:
         raise LsrError("--graphs and --compile cannot be combined; choose one")
     fmt = torch.channels_last if channels_last else torch.contiguous_format

@@ -238,11 +238,17 @@ def test_the_quick_recipe_differs_from_the_papers_only_in_its_named_fields():
     quick = make_config("quick", dataset="shapes", lam=profile_sizes("quick", "shapes").demo_lam)
     diffs = {(d["stage"], d["field"]): (d["kit"], d["paper"]) for d in recipe_differences(quick)}
     assert diffs == {("vae", "lr"): (1e-3, 2e-4), ("lsr_gan", "d_lr"): (5e-5, 2e-4),
-                     ("lsr_gan", "ema"): (0.99, 0.0), ("lsr_gan", "lam"): (5.0, 1.0)}
+                     ("lsr_gan", "ema"): (0.995, 0.0), ("lsr_gan", "ema_warmup"): (0, None),
+                     ("lsr_gan", "lam"): (5.0, 1.0)}
     assert (quick.vae.epochs, quick.epochs) == (3, 2)
     assert infer_profile(quick) == "quick"
     # the same sizes with the paper's recipe are no profile's
     assert infer_profile(quick.replace(ema=0.0)) == "custom"
+    # the ramp is part of the recipe: the former quick recipe (a ramped 0.99) is no longer the profile's
+    assert infer_profile(quick.replace(ema=0.99, ema_warmup=10)) == "custom"
+    # no moving average, no ramp to report
+    assert recipe_differences(quick.replace(ema=0.0, ema_warmup=0)) == [
+        d for d in recipe_differences(quick) if d["field"] not in ("ema", "ema_warmup")]
     # the same recipe, only the dataset changes
     digits = make_config("quick", dataset="mnist-test")
     assert {(d["stage"], d["field"]) for d in recipe_differences(digits)} == {k for k in diffs if k[1] != "lam"}
@@ -258,23 +264,27 @@ def test_the_demo_trains_the_quick_recipe_with_its_lambda_on_both_datasets():
     for dataset in ("shapes", "mnist-test"):
         cfg = demo_config("quick", dataset, seed=14)
         assert (cfg.vae.epochs, cfg.epochs, cfg.lam, cfg.seed, cfg.vae.seed) == (3, 2, 5.0, 14, 14)
-        assert cfg.vae.lr == 1e-3 and cfg.ema == 0.99 and cfg.d_lr == 5e-5 and cfg.vae.dataset == dataset
+        assert cfg.vae.lr == 1e-3 and (cfg.ema, cfg.ema_warmup) == (0.995, 0) and cfg.d_lr == 5e-5
+        assert cfg.vae.dataset == dataset
         assert cfg.replace(lam=1.0) == make_config("quick", dataset=dataset, seed=14)
     smoke = demo_config("smoke")
     assert (smoke.vae.epochs, smoke.epochs) == (make_config("smoke").vae.epochs, make_config("smoke").epochs)
 
 
 @pytest.mark.parametrize("change, says", [({"lr_decay": "cosine"}, "constant learning rate"),
-                                          ({"ema": 0.99}, "moving average")])
+                                          ({"ema": 0.99}, "ramped moving average"),
+                                          ({"ema": 0.995, "ema_warmup": 0}, "CUDA device")])
 def test_captured_steps_refuse_a_recipe_whose_step_changes_over_time(change, says):
     """A CUDA graph replays the step it captured: a decaying learning rate or the moving average's ramping decay
-    would be frozen at the capture's value, silently. build_stage refuses both before it needs a GPU."""
+    would be frozen at the capture's value, silently. build_stage refuses both before it needs a GPU; a constant
+    decay (ema_warmup 0, the quick recipe's) captures as it is, so only the missing CUDA device is reported."""
     from lsr_utils.nn import Decoder, Encoder
     from lsr_utils.stage import build_stage
 
     cfg = GANConfig(vae=VAEConfig(dataset="shapes"), **change)
     with pytest.raises(LsrError, match=says):
-        build_stage(cfg, torch.device("cpu"), total_steps=3, graphs=True, channels_last=False)
+        build_stage(cfg, torch.device("cpu"), total_steps=3, graphs=True, encoders=[Encoder()], decoders=[Decoder()],
+                    channels_last=False)
     build_stage(cfg, torch.device("cpu"), total_steps=3, encoders=[Encoder()], decoders=[Decoder()],
                 channels_last=False)  # eager: fine
 
