@@ -482,7 +482,8 @@ def _cmd_demo(args) -> int:
     if d["recipe"]:
         print("the recipe (the paper's method; how it is trained differs from the paper's settings):")
         for r in d["recipe"]:
-            print(f"  {r['stage']} {r['field']}: {r['kit']} (paper: {r['paper']})")
+            paper = "no moving average" if r["field"] == "ema_warmup" and r["paper"] is None else r["paper"]
+            print(f"  {r['stage']} {r['field']}: {r['kit']} (paper: {paper})")
     print(f"what the demo shows (the paper's effect on {args.dataset}):")
     for c in d["checks"]:
         print(f"  [{'met' if c['passed'] else 'NOT MET'}] {c['check']}")
