@@ -18,6 +18,7 @@ every option is checked before anything is created.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -278,8 +279,17 @@ def _executor_options(p: argparse.ArgumentParser) -> None:
                    help="any other submitit SLURM parameter (repeatable), e.g. --slurm account=abc")
 
 
-def _command_line() -> str:
-    return "lsr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command_line(argv: list[str] | None = None, cwd: str | None = None) -> str:
+    """The command as a record keeps it: an absolute path given as an argument (``--data-root /home/me/data`` or
+    ``--data-root=/home/me/data``) is written relative to the working directory, so that no committed record
+    carries the layout of the machine that made it."""
+    cwd = os.getcwd() if cwd is None else cwd
+
+    def portable(arg: str) -> str:
+        key, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        return key + eq + (os.path.relpath(value, cwd) if os.path.isabs(value) else value)
+
+    return "lsr " + " ".join(shlex.quote(portable(a)) for a in (sys.argv[1:] if argv is None else argv))
 
 
 def _say(text: str) -> None:

@@ -187,3 +187,14 @@ def test_several_betas_or_lambdas_train_at_once(capsys, tmp_path):
     assert code == 2 and "train-gan takes one --beta" in err
     code, out, err = run_cli(capsys, "train-gan", "--lam", "0.5", "2", "--fresh", *SMOKE, "--out", str(tmp_path))
     assert code == 2 and "--fresh applies to one run" in err
+
+
+def test_the_recorded_command_carries_no_absolute_path():
+    """A record's command names its data as given, but an absolute path is written relative to the working
+    directory (committed records must not carry the layout of the machine that made them)."""
+    from lsr_utils.cli import _command_line
+
+    line = _command_line(["demo", "--data-root", "/srv/me/data", "--out=/srv/me/lsr/runs", "--seed", "13"],
+                         cwd="/srv/me/lsr")
+    assert line == "lsr demo --data-root ../data --out=runs --seed 13"
+    assert "/srv" not in line
