@@ -497,6 +497,11 @@ def _cmd_demo(args) -> int:
     print(f"what the demo shows (the paper's effect on {args.dataset}):")
     for c in d["checks"]:
         print(f"  [{'met' if c['passed'] else 'NOT MET'}] {c['check']}")
+    v = rec["values"]
+    if "hue_kept_lsr_gan" in v:
+        print(f"  [measured, no target] the object's colour (hue within 30 degrees of the texture-free object's) "
+              f"kept by {v['hue_kept_vae']['mean']:.1f} % of VAE reconstructions, {v['hue_kept_lsr_gan']['mean']:.1f} "
+              f"% of LSR-GAN renderings")
     print(f"demo finished in {d['total_seconds']:.0f} s on {d['hardware']}; figure {d['figure'][0]}, record "
           f"{d['results_file']}")
     if not args.figures and not args.results:

@@ -150,7 +150,9 @@ def run_demo(*, profile: str | None = None, dataset: str = "shapes", data_root=N
         f"epochs), beta={cfg.vae.beta:g}, lambda={cfg.lam:g}\nclassified correctly: input "
         f"{v['classifier_raw_accuracy']['mean']:.1f} %, VAE {v['absolute_vae']['mean']:.1f} %, LSR-GAN "
         f"{v['absolute_lsr_gan']['mean']:.1f} % (mean of {len(PANEL_SEEDS)} classifiers); sharpness VAE {v['sharpness_vae']['mean']:.3f}, LSR-GAN "
-        f"{v['sharpness_lsr_gan']['mean']:.3f}"))
+        f"{v['sharpness_lsr_gan']['mean']:.3f}"
+        + (f"\nobject hue within 30 degrees of the input's: VAE {v['hue_kept_vae']['mean']:.1f} %, LSR-GAN "
+           f"{v['hue_kept_lsr_gan']['mean']:.1f} %" if "hue_kept_lsr_gan" in v else "")))
     close(fig)
     times["evaluation_and_figure"] = time.monotonic() - t
     res_path = Path(results) / f"{stem}.json"

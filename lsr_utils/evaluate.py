@@ -38,7 +38,17 @@ from .errors import LsrError
 from .fid import InceptionFID, cached_statistics, distance
 from .files import atomic_write_json, load_tensors, read_json, record_manifest
 from .losses import kl_divergence
-from .metrics import Stat, accuracy, latent_spread, mse_per_pixel, sample_variance, sharpness, sum_squared_error
+from .metrics import (
+    Stat,
+    accuracy,
+    hue_errors,
+    hue_kept,
+    latent_spread,
+    mse_per_pixel,
+    sample_variance,
+    sharpness,
+    sum_squared_error,
+)
 from .nn import reparameterize
 from .pixels import model_to_unit, uint8_to_model, uint8_to_unit
 from .progress import progress_bar
@@ -108,6 +118,10 @@ def image_metrics(run: GANRun, r: Renderings, *, k: int = 10, n_variance: int = 
         out.update(mse_input_to_clean=sum_squared_error(r.input, r.clean),
                    mse_vae_to_clean=sum_squared_error(r.vae, r.clean),
                    mse_lsr_gan_to_clean=sum_squared_error(r.gan, r.clean), sharpness_clean=sharpness(r.clean))
+        if r.clean.shape[1] == 3:  # the object's colour kept (shapes: one flat object on a flat background)
+            out.update(hue_error_vae=Stat.of(hue_errors(r.vae, r.clean), "degrees"),
+                       hue_error_lsr_gan=Stat.of(hue_errors(r.gan, r.clean), "degrees"),
+                       hue_kept_vae=hue_kept(r.vae, r.clean), hue_kept_lsr_gan=hue_kept(r.gan, r.clean))
     return {key: v.to_dict() if isinstance(v, Stat) else v for key, v in out.items()}
 
 
@@ -468,6 +482,9 @@ LABELS = {
     "sharpness_random_lsr_gan": "sharpness, random G(z)",
     "mse_input_to_clean": "MSE, input to texture-free input", "mse_vae_to_clean": "MSE, VAE to texture-free input",
     "mse_lsr_gan_to_clean": "MSE, LSR-GAN to texture-free input", "sharpness_clean": "sharpness, texture-free input",
+    "hue_error_vae": "object hue error, VAE (degrees)", "hue_error_lsr_gan": "object hue error, LSR-GAN (degrees)",
+    "hue_kept_vae": "object hue within 30 degrees, VAE (%)",
+    "hue_kept_lsr_gan": "object hue within 30 degrees, LSR-GAN (%)",
     "fid_test_vae": "FID test-seeded, VAE", "fid_test_lsr_gan": "FID test-seeded, LSR-GAN",
     "fid_random_vae": "FID random-seeded, VAE", "fid_random_lsr_gan": "FID random-seeded, LSR-GAN",
 }

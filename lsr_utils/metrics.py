@@ -11,6 +11,8 @@ else is refused with a message. Units:
   luminance| (section 2.2: San Pedro and Siersdorfer, 2009, section 3.1.2,
   with the details of its usual implementation; see :func:`sharpness_per_image`);
   dimensionless.
+* ``hue_errors``/``hue_kept``: the angle, in degrees, between the hue of a rendering's mean colour over the
+  object and the texture-free object's hue (``shapes``); ``hue_kept``: % of images within 30 degrees.
 * ``sample_variance``: per-image sum over pixels and channels of the variance
   across K renderings of samples z ~ q(z|x), on [0, 1]; same unit as ``mse``.
 """
@@ -117,6 +119,54 @@ def sharpness_per_image(images: torch.Tensor, eps: float = 1e-12) -> torch.Tenso
 def sharpness(images: torch.Tensor) -> Stat:
     """Sharpness (section 2.2): Stat over images; ``std`` is the paper's "sharpness variation"."""
     return Stat.of(sharpness_per_image(images), "luminance-normalised Laplacian")
+
+
+def hue_degrees(rgb: torch.Tensor) -> torch.Tensor:
+    """Hue (HSV), in degrees [0, 360), of colours ``(..., 3)`` on [0, 1]; a grey colour reads 0."""
+    r, g, b = rgb.unbind(-1)
+    mx, mn = rgb.max(-1).values, rgb.min(-1).values
+    d = (mx - mn).clamp_min(1e-12)
+    h = torch.where(mx == r, ((g - b) / d) % 6, torch.where(mx == g, (b - r) / d + 2, (r - g) / d + 4))
+    return (60 * h) % 360
+
+
+def flat_object_masks(clean: torch.Tensor, tolerance: float = 2 / 255) -> torch.Tensor:
+    """(N, H, W) masks of the object in images of one flat object on a flat background (``shapes``' texture-free
+    images): the background is the most frequent colour of the border pixels, the object the most frequent colour
+    of the rest; the mask holds the pixels within ``tolerance`` of the object's colour (anti-aliased edges left
+    out)."""
+    x = check_unit_images(clean, "texture-free images")
+    if x.shape[1] != 3:
+        raise LsrError(f"object colours need RGB images, got {x.shape[1]} channel(s)")
+    q = (x * 255).round().long()
+    key = (q[:, 0] * 256 + q[:, 1]) * 256 + q[:, 2]                       # (N, H, W) one integer per colour
+    border = torch.cat([key[:, 0], key[:, -1], key[:, 1:-1, 0], key[:, 1:-1, -1]], 1)
+    bg = border.mode(1).values
+    inside = key.flatten(1).masked_fill(key.flatten(1) == bg[:, None], -1)
+    obj = torch.stack([row[row >= 0].mode().values if (row >= 0).any() else row[0] for row in inside])
+    colour = torch.stack([obj // 65536, obj // 256 % 256, obj % 256], 1).to(x.dtype) / 255
+    return ((x - colour[:, :, None, None]).abs().amax(1) <= tolerance) & (key != bg[:, None, None])
+
+
+def hue_errors(images: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Per image, the angle (degrees, 0-180) between the hue of the mean colour of ``images`` over the object of
+    ``clean`` (:func:`flat_object_masks`) and the hue of the clean object: whether a rendering keeps the object's
+    colour. Shape (N,)."""
+    a, b = _pair(images, clean, ("images", "texture-free images"))
+    m = flat_object_masks(b).unsqueeze(1).to(a.dtype)
+    count = m.flatten(1).sum(1).clamp_min(1)
+    mean = lambda x: (x * m).flatten(2).sum(2) / count[:, None]                # (N, 3) mean colour inside
+    e = (hue_degrees(mean(a)) - hue_degrees(mean(b))).abs()
+    return torch.minimum(e, 360 - e)
+
+
+HUE_TOLERANCE = 30.0  # degrees: a twelfth of the colour circle (red is 0, yellow 60, green 120)
+
+
+def hue_kept(images: torch.Tensor, clean: torch.Tensor, tolerance: float = HUE_TOLERANCE) -> Stat:
+    """The percentage of ``images`` whose object hue is within ``tolerance`` degrees of the clean object's."""
+    return Stat.of((hue_errors(images, clean) < tolerance).double(), "").percent(
+        f"% of images, object hue within {tolerance:g} degrees of the texture-free object's")
 
 
 @torch.no_grad()

@@ -141,6 +141,9 @@ def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
     assert abs(p["mean"] - sum(p["readings"]) / len(p["readings"])) < 0.01 and p["min"] <= p["mean"] <= p["max"]
     assert checked_values(rec)["absolute_lsr_gan"]["mean"] == p["mean"]
     assert "the classification checks read the mean of 5 classifiers" in out
+    # the object's colour, measured without a target: the VAE's reconstructions keep it even in the smoke profile
+    assert 0 <= m["hue_kept_lsr_gan"]["mean"] <= 100 and m["hue_kept_vae"]["n"] == 256
+    assert f"kept by {m['hue_kept_vae']['mean']:.1f} % of VAE reconstructions" in out
 
 
 @pytest.mark.slow

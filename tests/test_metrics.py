@@ -117,3 +117,24 @@ def test_latent_spread_against_the_prior():
     assert math.isclose(s["mean_posterior_variance"], 0.1, rel_tol=1e-6)
     with pytest.raises(LsrError, match="at least 2"):
         latent_spread(torch.zeros(1, 4), torch.zeros(1, 4))
+
+
+def test_object_hue_reads_the_generated_objects_colour_and_a_hue_shift():
+    from lsr_utils.data.shapes import generate_shapes
+    from lsr_utils.metrics import HUE_TOLERANCE, flat_object_masks, hue_degrees, hue_errors, hue_kept
+
+    s = generate_shapes(64, seed=3, split="test")
+    clean = torch.from_numpy(s.clean).float() / 255
+    textured = torch.from_numpy(s.images).float() / 255
+    m = flat_object_masks(clean)
+    assert m.flatten(1).sum(1).min() > 50                              # every object found
+    inside = (clean * m[:, None]).flatten(2).sum(2) / m.flatten(1).sum(1)[:, None]
+    e = (hue_degrees(inside) - torch.from_numpy(s.factors["hue"]).float() * 360).abs()
+    assert torch.minimum(e, 360 - e).max() < 2                         # the mask holds the object, not the background
+    assert hue_errors(textured, clean).median() < 5                    # the texture keeps the hue
+    assert hue_kept(textured, clean).mean == 100
+    rotated = textured[:, [2, 0, 1]]                                   # R->G, G->B, B->R: every hue turns 120 degrees
+    assert (hue_errors(rotated, clean) - 120).abs().median() < 5
+    assert hue_kept(rotated, clean).mean == 0 and HUE_TOLERANCE == 30
+    with pytest.raises(LsrError, match="RGB"):
+        flat_object_masks(clean[:, :1])
