@@ -9,7 +9,8 @@ log-MSE, eq. 3, eq. 4 with the reference's lambda scale, two stages with the enc
 started from the VAE decoder, z ~ N(0, I) in stage 2) never changes. Each row: the VAE's and the LSR-GAN's
 classification on 1,000 held-out images (the mean of the demo's panel of five classifier seeds,
 ``lsr_utils.demo.PANEL_SEEDS``, each reading kept in the JSON row), the sharpness ratio, the top eigenvalue of the covariance of mu(x)
-(the prior's: 1), the KL per image at the end of stage 1, and the wall time of training (VAE + LSR-GAN).
+(the prior's: 1), the KL per image at the end of stage 1, on ``shapes`` the share of renderings whose object
+keeps its hue (within 30 degrees, ``lsr_utils.metrics.hue_kept``), and the wall time of training (VAE + LSR-GAN).
 Rows print as a Markdown table and as JSON lines (``--json``). Variants train in their own folders under
 ``--out`` (run folders are reused: a rerun only evaluates).
 """
@@ -26,6 +27,8 @@ from pathlib import Path
 OLD = {"vae.epochs": 4, "epochs": 1}
 NEW = {"vae.epochs": 3, "epochs": 2}
 RECIPE = {"vae.lr": 1e-3, "d_lr": 5e-5, "ema": 0.99, "lam": 5.0}   # the quick profile's, with the demo's lambda
+# the recipe adopted on 2026-12-05 (lsr_utils.config.QUICK_RECIPE, the demo's lambda and schedule)
+ADOPTED = {**NEW, **RECIPE, "ema": 0.995, "ema_warmup": 0}
 VARIANTS = {
     "paper, 1,000 + 250": OLD,
     "paper, 750 + 500": NEW,
@@ -52,6 +55,13 @@ VARIANTS = {
     # the moving average's ramp (1 + t) / (10 + t) keeps its decay below 0.99 for 890 updates: these start it at once
     "recipe, EMA 0.99 from the first update, 750 + 500": {**NEW, **RECIPE, "ema_warmup": 0},
     "recipe, EMA 0.995 from the first update, 750 + 500": {**NEW, **RECIPE, "ema": 0.995, "ema_warmup": 0},
+    # stage 2 of the adopted recipe changed in one field, against the colour shift of G(mu(x)) (2026-12-05)
+    "adopted, EMA 0.998": {**ADOPTED, "ema": 0.998},
+    "adopted, lambda 20": {**ADOPTED, "lam": 20.0},
+    "adopted, D warm-up 100": {**ADOPTED, "d_warmup": 100},
+    "adopted, D warm-up 200": {**ADOPTED, "d_warmup": 200},
+    "adopted, betas (0, 0.99)": {**ADOPTED, "adam_betas": (0.0, 0.99)},
+    "adopted, G input layer frozen": {**ADOPTED, "g_freeze": 1},
 }
 DEFAULT = list(VARIANTS)[:10]
 
@@ -95,6 +105,9 @@ def run_variant(name: str, changes: dict, seed: int, out: Path, data, clfs: list
             "sharpness_ratio": v["sharpness_lsr_gan"]["mean"] / v["sharpness_vae"]["mean"],
             "texture_dropped": v["mse_vae_to_clean"]["mean"] < v["mse_vae"]["mean"],
             "top_eigenvalue": rec["latent"]["top_eigenvalues"][0],
+            "hue_kept_vae": (v.get("hue_kept_vae") or {}).get("mean"),
+            "hue_kept_lsr_gan": (v.get("hue_kept_lsr_gan") or {}).get("mean"),
+            "hue_error_lsr_gan": (v.get("hue_error_lsr_gan") or {}).get("mean"),
             "kl_per_image": vae.history["epoch"]["kl_per_image"][-1],
             "train_seconds": round((vae.history.get("seconds") or 0) + (gan.history.get("seconds") or 0), 1),
             "wall_seconds_this_call": round(t2 - t0, 1) if trained else None, "vae_seconds": round(t1 - t0, 1)}
@@ -129,13 +142,14 @@ def main() -> None:
     print(f"# recipe ablation on {a.dataset}: {device_name(device)}, torch {torch.__version__}, "
           f"{len(data.train_x):,} training images, {len(data.test_x):,} held out")
     print("| variant | seed | VAE classified, % | LSR-GAN classified, % | sharpness ratio | top eigenvalue of "
-          "cov(mu(x)) | KL per image | training s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "cov(mu(x)) | KL per image | LSR-GAN object hue within 30 degrees, % | training s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for seed in a.seeds:
         for name in a.variants:
             row = run_variant(name, VARIANTS[name], seed, Path(a.out), data, clfs, device)
             print(f"| {name} | {seed} | {row['vae_accuracy']:.1f} | {row['lsr_gan_accuracy']:.1f} | "
                   f"{row['sharpness_ratio']:.2f} | {row['top_eigenvalue']:.1f} | {row['kl_per_image']:.0f} | "
+                  f"{'-' if row['hue_kept_lsr_gan'] is None else format(row['hue_kept_lsr_gan'], '.1f')} | "
                   f"{row['train_seconds']:.0f} |", flush=True)
             if a.json:
                 with open(a.json, "a") as f:
