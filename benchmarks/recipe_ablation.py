@@ -57,7 +57,9 @@ VARIANTS = {
     "recipe, EMA 0.995 from the first update, 750 + 500": {**NEW, **RECIPE, "ema": 0.995, "ema_warmup": 0},
     # stage 2 of the adopted recipe changed in one field, against the colour shift of G(mu(x)) (2026-12-05)
     "adopted, EMA 0.998": {**ADOPTED, "ema": 0.998},
+    "adopted, lambda 10": {**ADOPTED, "lam": 10.0},
     "adopted, lambda 20": {**ADOPTED, "lam": 20.0},
+    "adopted, D lr 2.5e-5": {**ADOPTED, "d_lr": 2.5e-5},
     "adopted, D warm-up 100": {**ADOPTED, "d_warmup": 100},
     "adopted, D warm-up 200": {**ADOPTED, "d_warmup": 200},
     "adopted, betas (0, 0.99)": {**ADOPTED, "adam_betas": (0.0, 0.99)},
