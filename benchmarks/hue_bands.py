@@ -19,26 +19,16 @@ from pathlib import Path
 import torch
 
 
-def _object_colour(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(N, 3) mean colour of ``images`` over ``mask`` (N, H, W)."""
-    m = mask.unsqueeze(1).to(images.dtype)
-    return (images * m).flatten(2).sum(2) / m.flatten(1).sum(1).clamp_min(1)[:, None]
-
-
 def _saturation(colour: torch.Tensor) -> torch.Tensor:
     mx = colour.max(1).values
     return (mx - colour.min(1).values) / mx.clamp_min(1e-6)
 
 
-def _signed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a - b on the hue circle, in (-180, 180]."""
-    return (a - b + 180) % 360 - 180
-
-
 def bands(run_path: str, n_test: int, shrink: list[float]) -> dict:
     from lsr_utils.data import load_data
     from lsr_utils.evaluate import render
-    from lsr_utils.metrics import HUE_TOLERANCE, flat_object_masks, hue_degrees
+    from lsr_utils.metrics import HUE_TOLERANCE, flat_object_masks, hue_degrees, hue_errors, hue_shifts, share_within
+    from lsr_utils.metrics import object_colours as _object_colour
     from lsr_utils.pixels import model_to_unit, uint8_to_model
     from lsr_utils.runs import load_run
 
@@ -49,8 +39,8 @@ def bands(run_path: str, n_test: int, shrink: list[float]) -> dict:
     data = load_data("shapes", n_train=v.n_train, n_test=n_test, seed=v.data_seed, progress=False)
     r = render(run, data.test_x, clean=data.test_clean, n_random=1)
     mask = flat_object_masks(r.clean)
-    hc, hg = hue_degrees(_object_colour(r.clean, mask)), hue_degrees(_object_colour(r.gan, mask))
-    d = _signed(hg, hc)
+    hc = hue_degrees(_object_colour(r.clean, mask))
+    d = hue_shifts(r.gan, r.clean, mask)
     sat = {k: _saturation(_object_colour(x, mask)) for k, x in (("clean", r.clean), ("gan", r.gan), ("vae", r.vae))}
     rows = []
     for lo in range(0, 360, 30):
@@ -61,7 +51,7 @@ def bands(run_path: str, n_test: int, shrink: list[float]) -> dict:
                          **{f"saturation_{k}": round(x[s].mean().item(), 2) for k, x in sat.items()}})
     out = {"run": "/".join(Path(run_path).resolve().parts[-2:]),  # the VAE's folder and the GAN's, no machine path
            "seed": run.config.seed, "n_test": n_test,
-           "hue_kept_lsr_gan": round((d.abs() < HUE_TOLERANCE).double().mean().item() * 100, 1), "bands": rows}
+           "hue_kept_lsr_gan": round(share_within(d.abs()).mean, 1), "bands": rows}
     if shrink:
         with torch.no_grad():
             mu = torch.cat([run.vae.encode(uint8_to_model(data.test_x[i:i + 250]))[0]
@@ -71,10 +61,9 @@ def bands(run_path: str, n_test: int, shrink: list[float]) -> dict:
                 c = centre + (mu - centre) / f
                 dd = torch.cat([model_to_unit(run.vae.decode(c[i:i + 250])) for i in range(0, n_test, 250)])
                 gg = torch.cat([model_to_unit(run.generate(c[i:i + 250])) for i in range(0, n_test, 250)])
-                hd, hgg = hue_degrees(_object_colour(dd, mask)), hue_degrees(_object_colour(gg, mask))
                 shrunk.append({"factor": f,
-                               "g_agrees_with_d_pct": round((_signed(hgg, hd).abs() < HUE_TOLERANCE).double().mean().item() * 100, 1),
-                               "d_keeps_clean_pct": round((_signed(hd, hc).abs() < HUE_TOLERANCE).double().mean().item() * 100, 1),
+                               "g_agrees_with_d_pct": round(share_within(hue_errors(gg, dd, mask)).mean, 1),
+                               "d_keeps_clean_pct": round(share_within(hue_errors(dd, r.clean, mask)).mean, 1),
                                "saturation_d": round(_saturation(_object_colour(dd, mask)).mean().item(), 2),
                                "saturation_g": round(_saturation(_object_colour(gg, mask)).mean().item(), 2)})
         out["shrunk_codes"] = shrunk

@@ -41,11 +41,12 @@ from .losses import kl_divergence
 from .metrics import (
     Stat,
     accuracy,
+    flat_object_masks,
     hue_errors,
-    hue_kept,
     latent_spread,
     mse_per_pixel,
     sample_variance,
+    share_within,
     sharpness,
     sum_squared_error,
 )
@@ -119,9 +120,10 @@ def image_metrics(run: GANRun, r: Renderings, *, k: int = 10, n_variance: int = 
                    mse_vae_to_clean=sum_squared_error(r.vae, r.clean),
                    mse_lsr_gan_to_clean=sum_squared_error(r.gan, r.clean), sharpness_clean=sharpness(r.clean))
         if r.clean.shape[1] == 3:  # the object's colour kept (shapes: one flat object on a flat background)
-            out.update(hue_error_vae=Stat.of(hue_errors(r.vae, r.clean), "degrees"),
-                       hue_error_lsr_gan=Stat.of(hue_errors(r.gan, r.clean), "degrees"),
-                       hue_kept_vae=hue_kept(r.vae, r.clean), hue_kept_lsr_gan=hue_kept(r.gan, r.clean))
+            masks = flat_object_masks(r.clean)
+            for name, images in (("vae", r.vae), ("lsr_gan", r.gan)):
+                e = hue_errors(images, r.clean, masks)
+                out.update({f"hue_error_{name}": Stat.of(e, "degrees"), f"hue_kept_{name}": share_within(e)})
     return {key: v.to_dict() if isinstance(v, Stat) else v for key, v in out.items()}
 
 

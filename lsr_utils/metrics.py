@@ -148,25 +148,40 @@ def flat_object_masks(clean: torch.Tensor, tolerance: float = 2 / 255) -> torch.
     return ((x - colour[:, :, None, None]).abs().amax(1) <= tolerance) & (key != bg[:, None, None])
 
 
-def hue_errors(images: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Per image, the angle (degrees, 0-180) between the hue of the mean colour of ``images`` over the object of
-    ``clean`` (:func:`flat_object_masks`) and the hue of the clean object: whether a rendering keeps the object's
-    colour. Shape (N,)."""
+def object_colours(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N, 3) mean colour of ``images`` over ``masks`` (N, H, W), e.g. :func:`flat_object_masks`."""
+    m = masks.unsqueeze(1).to(images.dtype)
+    return (images * m).flatten(2).sum(2) / m.flatten(1).sum(1).clamp_min(1)[:, None]
+
+
+def hue_shifts(images: torch.Tensor, clean: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image, the signed hue shift (degrees, in [-180, 180); positive: red -> yellow -> green) of the mean colour
+    of ``images`` over the object of ``clean`` (``masks``, default :func:`flat_object_masks` of ``clean``) from the
+    clean object's hue. Shape (N,)."""
     a, b = _pair(images, clean, ("images", "texture-free images"))
-    m = flat_object_masks(b).unsqueeze(1).to(a.dtype)
-    count = m.flatten(1).sum(1).clamp_min(1)
-    mean = lambda x: (x * m).flatten(2).sum(2) / count[:, None]                # (N, 3) mean colour inside
-    e = (hue_degrees(mean(a)) - hue_degrees(mean(b))).abs()
-    return torch.minimum(e, 360 - e)
+    m = flat_object_masks(b) if masks is None else masks
+    return (hue_degrees(object_colours(a, m)) - hue_degrees(object_colours(b, m)) + 180) % 360 - 180
+
+
+def hue_errors(images: torch.Tensor, clean: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image, the angle (degrees, 0-180) between the hue of the mean colour of ``images`` over the object of
+    ``clean`` and the hue of the clean object (:func:`hue_shifts`): whether a rendering keeps the object's
+    colour. Shape (N,)."""
+    return hue_shifts(images, clean, masks).abs()
 
 
 HUE_TOLERANCE = 30.0  # degrees: a twelfth of the colour circle (red is 0, yellow 60, green 120)
 
 
+def share_within(errors: torch.Tensor, tolerance: float = HUE_TOLERANCE) -> Stat:
+    """The percentage of per-image hue ``errors`` below ``tolerance`` degrees."""
+    return Stat.of((errors < tolerance).double(), "").percent(
+        f"% of images, object hue within {tolerance:g} degrees of the texture-free object's")
+
+
 def hue_kept(images: torch.Tensor, clean: torch.Tensor, tolerance: float = HUE_TOLERANCE) -> Stat:
     """The percentage of ``images`` whose object hue is within ``tolerance`` degrees of the clean object's."""
-    return Stat.of((hue_errors(images, clean) < tolerance).double(), "").percent(
-        f"% of images, object hue within {tolerance:g} degrees of the texture-free object's")
+    return share_within(hue_errors(images, clean), tolerance)
 
 
 @torch.no_grad()
