@@ -12,7 +12,12 @@ SHARED_DATA = Path(os.environ.get("LSR_SHARED_DATA", ROOT.parent / "shared" / "d
 
 os.environ.setdefault("LSR_PROGRESS", "0")
 os.environ.setdefault("LSR_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (`-n 2`, as .ci/run runs the suite) the workers share the cores: each worker's torch, and every
+# process it starts (the lsr command, the notebooks' kernels, whose torch reads OMP_NUM_THREADS), takes one thread,
+# so that two workers never run four threads on two cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 # The session's smoke runs, shared: the smoke reproduction of tests/test_reproduce.py trains them here, and the
 # notebooks run through nbval afterwards (their kernels given LSR_OUT, their edge's setting) reuse them instead of
@@ -20,11 +25,34 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 SMOKE_OUT = Path(tempfile.mkdtemp(prefix="lsr-smoke-"))
 
 
-def pytest_runtest_setup(item):
-    if str(getattr(item, "fspath", "")).endswith(".ipynb"):
-        os.environ["LSR_OUT"] = str(SMOKE_OUT)
-    else:
-        os.environ.pop("LSR_OUT", None)
+class _SmokeRuns:
+    """The notebooks' share of the session's smoke runs. A plugin, not hooks of this file: a conftest's hooks reach
+    only the items under its own folder (tests/), never those of notebooks/."""
+
+    @staticmethod
+    def pytest_runtest_setup(item):
+        """The notebooks' kernels get LSR_OUT = SMOKE_OUT; every other test none."""
+        if item.path.suffix == ".ipynb":
+            os.environ["LSR_OUT"] = str(SMOKE_OUT)
+        else:
+            os.environ.pop("LSR_OUT", None)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (`-n 2`, as .ci/run runs the suite) each test module is one unit of work, as with
+    `--dist loadscope`, except that the smoke reproduction (tests/test_reproduce.py) and every notebook form one
+    unit: one worker runs them in collection order, so that the notebooks reuse what the reproduction trained in
+    that worker's SMOKE_OUT, and each notebook's cells share one kernel. (A scheduler, not `xdist_group` marks:
+    xdist 3.8 renames the node ids of marked tests, which pytest 9.2 no longer lets it do.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SmokeRunsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(("notebooks/", "tests/test_reproduce.py::")):
+                return "smoke runs"
+            return super()._split_scope(nodeid)
+
+    return SmokeRunsTogether(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +64,36 @@ def smoke_out():
 # defaults) and for every process the tests start (the lsr command and the notebooks read $LSR_CACHE), set before
 # any fixture of any scope runs.
 SESSION_CACHE = Path(tempfile.mkdtemp(prefix="lsr-cache-"))
+_OUTPUTS = pytest.StashKey[set]()
 os.environ["LSR_CACHE"] = str(SESSION_CACHE)
+
+
+def _project_outputs() -> set:
+    """What the project's own output folders hold, two levels deep (runs/<dataset>/<run>)."""
+    return {str(p.relative_to(ROOT)) for d in ("runs",) if (ROOT / d).is_dir()
+            for p in [*(ROOT / d).iterdir(), *(ROOT / d).glob("*/*")]}
 
 
 def pytest_configure(config):
     from lsr_utils.data.cache import set_defaults
 
     set_defaults(cache=SESSION_CACHE, offline=True)
+    config.pluginmanager.register(_SmokeRuns(), "lsr-smoke-runs")
+    config.stash[_OUTPUTS] = _project_outputs()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No test writes into the project's runs/ (every test has its own folder; the notebooks get SMOKE_OUT): a
+    session that left something new there fails, naming it. Checked where the whole session ran (not in a
+    pytest-xdist worker, which sees only its share)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or _OUTPUTS not in session.config.stash:
+        return
+    new = sorted(_project_outputs() - session.config.stash[_OUTPUTS])
+    if new:
+        session.config.get_terminal_writer().line(
+            f"tests wrote into the project's runs/ folder: {', '.join(new[:5])}{' ...' if len(new) > 5 else ''}",
+            red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)
