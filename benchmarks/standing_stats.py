@@ -1,4 +1,4 @@
-"""Does the EMA generator's BatchNorm state explain the lost shapes? Re-estimate it, read G(mu(x)) again.
+"""Does the generator's BatchNorm state explain the lost shapes and colours? Re-estimate it, read G(mu(x)) again.
 
     python -m benchmarks.standing_stats RUNS --seed S [--dataset shapes] [--data-root DATA] [--json FILE]
 
@@ -8,7 +8,10 @@ weights (the recipe's ``ema``) copies the live generator's BatchNorm statistics,
 weights; BigGAN's "standing statistics" re-estimate them for the averaged weights. Each row reads the held-out
 renderings G(mu(x)) with the demo's panel (``lsr_utils.demo.PANEL_SEEDS``): the generator as trained; with its
 statistics re-estimated over 20 or 100 batches of 32 prior samples z ~ N(0, I) (what stage 2 trains on); and, as
-a diagnostic only (not the method: stage 2 never sees real images' codes), over codes mu(x) of training images.
+a diagnostic only (not the method: stage 2 never sees real images' codes), over codes mu(x) of training images;
+and the live generator (the weights stage 2 ended with, which the run folder keeps beside their average). Each
+row also gives the renderings' sharpness over the VAE's D(mu(x)), and on ``shapes`` the share of renderings that
+keep the object's hue (``lsr_utils.metrics.hue_kept``).
 """
 from __future__ import annotations
 
@@ -45,7 +48,9 @@ def main() -> None:
     from lsr_utils.config import profile_sizes
     from lsr_utils.data import load_data
     from lsr_utils.demo import demo_config, train_panel
-    from lsr_utils.pixels import model_to_unit, uint8_to_model
+    from lsr_utils.files import load_tensors
+    from lsr_utils.metrics import hue_kept, sharpness
+    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
     from lsr_utils.runtime import device_name
     from lsr_utils.train import train_lsr_gan, train_vae
 
@@ -79,13 +84,27 @@ def main() -> None:
                 "standing statistics, 100 x 32 prior z": standing(gan.generator, 100, prior),
                 "diagnostic: statistics over 100 x 32 codes mu(x) of training images":
                     standing(gan.generator, 100, train_codes)}
-    print(f"| seed {a.seed}: G(mu(x)) | mean of {len(panel)} | readings |\n|---|---|---|")
+    if cfg.ema:  # the averaged weights render the record's G; the live ones are kept in the same file
+        live = copy.deepcopy(gan.generator)
+        live.load_state_dict(load_tensors(gan.path / "weights.pt", "weights file")["generator"])
+        variants["the live generator (not averaged)"] = live
+    vae_sharpness = sharpness(torch.cat([model_to_unit(vae.decode(mu[i:i + 125])) for i in range(0, len(mu), 125)]))
+    row["sharpness_vae"] = round(vae_sharpness.mean, 4)
+    hues = a.dataset == "shapes" and data.test_clean is not None
+    print(f"| seed {a.seed}: G(mu(x)) | classified, mean of {len(panel)} | readings | sharpness / the VAE's |"
+          f"{' object hue within 30 degrees, % |' if hues else ''}\n|---|---|---|---|{'---|' if hues else ''}")
     for name, g in variants.items():
         g.eval()
         imgs = torch.cat([model_to_unit(g(mu[i:i + 125])) for i in range(0, len(mu), 125)])
         acc = [round(float((c.predict(imgs) == data.test_y).float().mean()) * 100, 2) for _, c in panel]
         row[name] = acc
-        print(f"| {name} | {sum(acc) / len(acc):.1f} | {', '.join(f'{x:.1f}' for x in acc)} |", flush=True)
+        ratio = row.setdefault("sharpness_ratio", {})[name] = round(sharpness(imgs).mean / vae_sharpness.mean, 2)
+        hue = ""
+        if hues:
+            row.setdefault("hue_kept", {})[name] = round(hue_kept(imgs, uint8_to_unit(data.test_clean)).mean, 1)
+            hue = f" {row['hue_kept'][name]:.1f} |"
+        print(f"| {name} | {sum(acc) / len(acc):.1f} | {', '.join(f'{x:.1f}' for x in acc)} | {ratio:.2f} |{hue}",
+              flush=True)
     if a.json:
         with open(a.json, "a") as f:
             f.write(json.dumps(row) + "\n")
