@@ -38,6 +38,7 @@ class _SmokeRuns:
             os.environ.pop("LSR_OUT", None)
 
 
+@pytest.hookimpl(optionalhook=True)  # the suite also runs without pytest-xdist installed
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist (`-n 2`, as .ci/run runs the suite) each test module is one unit of work, as with
     `--dist loadscope`, except that the smoke reproduction (tests/test_reproduce.py) and every notebook form one

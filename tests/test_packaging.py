@@ -84,3 +84,16 @@ def test_the_wheel_ships_what_works_from_an_installed_package(tmp_path, monkeypa
     lay = rp.Layout.of(None, "quick", "shapes")
     assert lay.sources == data / "share" / "lsr-kit" / "notebooks" and not lay.in_place
     assert lay.runs == tmp_path / "lsr-reproduction" / "runs"
+
+
+def test_the_suite_runs_without_pytest_xdist():
+    """The README's command runs the suite on pytest-xdist workers, but the suite must not need them: conftest's
+    xdist hook is optional (pytest refuses an unknown hook otherwise)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+                        "tests/test_losses.py::test_kl_hand_value"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "1 passed" in r.stdout
