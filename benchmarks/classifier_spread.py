@@ -42,7 +42,7 @@ def renderings(runs, test_x: torch.Tensor, device) -> tuple[dict, list[str]]:
             names.append(name)
             mu = r.vae.encode(x)[0]
             images[f"{name}: D(mu(x))"] = model_to_unit(r.vae.decode(mu)).cpu()
-            images[name] = model_to_unit(r.generate(mu)).cpu()
+            images[name] = model_to_unit(r.render(mu)).cpu()
     return images, names
 
 

@@ -60,7 +60,7 @@ def bands(run_path: str, n_test: int, shrink: list[float]) -> dict:
             for f in shrink:
                 c = centre + (mu - centre) / f
                 dd = torch.cat([model_to_unit(run.vae.decode(c[i:i + 250])) for i in range(0, n_test, 250)])
-                gg = torch.cat([model_to_unit(run.generate(c[i:i + 250])) for i in range(0, n_test, 250)])
+                gg = torch.cat([model_to_unit(run.render(c[i:i + 250])) for i in range(0, n_test, 250)])
                 shrunk.append({"factor": f,
                                "g_agrees_with_d_pct": round(share_within(hue_errors(gg, dd, mask)).mean, 1),
                                "d_keeps_clean_pct": round(share_within(hue_errors(dd, r.clean, mask)).mean, 1),

@@ -72,6 +72,9 @@ VARIANTS = {
     "adopted, EMA 0.99": {**ADOPTED, "ema": 0.99},
     "adopted, lambda 2": {**ADOPTED, "lam": 2.0},
     "adopted, D warm-up 100, EMA 0.99": {**ADOPTED, "d_warmup": 100, "ema": 0.99},
+    # G(mu(x)) rendered with BatchNorm statistics gathered over 100 x 32 training codes once stage 2 ends
+    # (GANConfig.code_stats; the generator's weights are the adopted recipe's, bit for bit)
+    "adopted, code statistics 100": {**ADOPTED, "code_stats": 100},
 }
 DEFAULT = list(VARIANTS)[:10]
 

@@ -286,6 +286,11 @@ class GANConfig(TrainConfig):
                                            "(ema_warmup + t)): it follows G closely at first (10: the common ramp, "
                                            "which over 500 updates never reaches 0.99; 0: ema from the first "
                                            "update)", since="0.3")
+    code_stats: int = spec(0, nonneg_int, "batches of 32 codes mu(x) of training images over which, once stage 2 "
+                                          "ends, the generator's BatchNorm statistics for rendering codes of real "
+                                          "images are gathered (G(mu(x)), the sample variance, the explorer); random "
+                                          "samples G(z) keep those of training on z ~ N(0, I) (0: none, the paper's)",
+                           since="0.3")
 
     def __post_init__(self):
         if not isinstance(self.vae, VAEConfig):
@@ -559,7 +564,7 @@ def apply_settings(cfg: GANConfig, settings: dict) -> GANConfig:
 
 
 RECIPE_FIELDS = ("lr", "adam_betas", "lr_warmup", "lr_decay", "batch_size", "d_warmup", "d_lr", "g_freeze", "ema",
-                 "ema_warmup", "lam")
+                 "ema_warmup", "code_stats", "lam")
 
 
 def recipe_differences(cfg: GANConfig) -> list[dict]:

@@ -89,7 +89,7 @@ def render(run: GANRun, test_x: torch.Tensor, *, clean: torch.Tensor | None = No
         parts["mu"].append(mu)
         parts["logvar"].append(lv)
         parts["vae"].append(model_to_unit(run.vae.decode(mu)).cpu())
-        parts["gan"].append(model_to_unit(run.generate(mu)).cpu())
+        parts["gan"].append(model_to_unit(run.render(mu)).cpu())
     z = torch.randn(n_random or len(test_x), run.config.vae.latent_dim, device=dev,
                     generator=torch.Generator(device=dev).manual_seed(seed))
     rv = torch.cat([model_to_unit(run.vae.decode(z[i:i + batch_size])).cpu() for i in range(0, len(z), batch_size)])
@@ -111,7 +111,7 @@ def image_metrics(run: GANRun, r: Renderings, *, k: int = 10, n_variance: int = 
         "sharpness_random_vae": sharpness(r.random_vae), "sharpness_random_lsr_gan": sharpness(r.random_gan),
         "variance_vae": sample_variance(lambda z: model_to_unit(run.vae.decode(z)), r.mu[:nv], r.logvar[:nv], k=k,
                                         generator=g),
-        "variance_lsr_gan": sample_variance(lambda z: model_to_unit(run.generate(z)), r.mu[:nv], r.logvar[:nv],
+        "variance_lsr_gan": sample_variance(lambda z: model_to_unit(run.render(z)), r.mu[:nv], r.logvar[:nv],
                                             k=k, generator=g),
         "variance_n": nv, "variance_k": k,
     }
@@ -460,7 +460,7 @@ def posterior_renderings(run: GANRun, x_uint8: torch.Tensor, k: int = 6, seed: i
     dev = run.vae.device
     mu, logvar = run.vae.encode(uint8_to_model(x_uint8).to(dev))
     z = reparameterize(mu, logvar, torch.Generator(device=dev).manual_seed(seed), samples=k)  # (K, N, D)
-    draw = run.generate if decoder == "lsr_gan" else run.vae.decode
+    draw = run.render if decoder == "lsr_gan" else run.vae.decode
     imgs = model_to_unit(draw(z.transpose(0, 1).flatten(0, 1))).cpu()
     return imgs.view(len(mu), k, *imgs.shape[1:])
 

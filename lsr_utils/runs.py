@@ -505,11 +505,21 @@ class GANRun:
     history: dict = field(default_factory=dict)
     reused: bool = True  # False when this call trained it
     weights_sha256: str | None = None  # of weights.pt, as loaded
+    # the generator with BatchNorm statistics gathered over codes of training images (GANConfig.code_stats)
+    code_generator: Decoder | None = None
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z), model range."""
+        """G(z) of prior samples z ~ N(0, I), model range."""
         return self.generator.eval()(z.to(self.vae.device))
+
+    @torch.no_grad()
+    def render(self, z: torch.Tensor) -> torch.Tensor:
+        """G of codes of real images (mu(x), samples of q(z|x), the explorer's), model range: with the BatchNorm
+        statistics gathered over codes of training images where the run has them (GANConfig.code_stats), else
+        the same as :meth:`generate`."""
+        g = self.generator if self.code_generator is None else self.code_generator
+        return g.eval()(z.to(self.vae.device))
 
 
 def require(folder: RunDir, what: str = "the run") -> Path:
@@ -535,6 +545,9 @@ def _load(path, kind: str, nets, device) -> tuple:
         # a generator with a moving average of its weights renders with the average (GANConfig.ema)
         key = "generator_ema" if name == "generator" and getattr(cfg, "ema", 0) and "generator_ema" in w else name
         load_state(net, w.get(key), folder / "weights.pt", key)
+    if kind == "gan" and "generator_codes" in w:  # its BatchNorm statistics for codes of real images (code_stats)
+        built = [*built, copy.deepcopy(built[0])]
+        load_state(built[-1], w["generator_codes"], folder / "weights.pt", "generator_codes")
     # channels_last, as in training: a CPU's convolutions run about 1.5x faster on it (same values up to rounding)
     return folder, cfg, [net.to(device).to(memory_format=torch.channels_last).eval() for net in built], sha, info
 
@@ -575,14 +588,15 @@ def load_gan_run(path: str | Path, device=None, vae: VAERun | None = None, *, ge
         return (copy.deepcopy(generator) if cfg.generator == "custom" else g,
                 copy.deepcopy(discriminator) if cfg.discriminator == "custom" else d)
 
-    folder, cfg, (gen, disc), sha, info = _load(path, "gan", nets, device)
+    folder, cfg, (gen, disc, *codes), sha, info = _load(path, "gan", nets, device)
     if {**vae.config.to_dict(), "data_id": None} != {**cfg.vae.to_dict(), "data_id": None}:
         raise LsrError(f"{folder.path}: this LSR-GAN was trained on another VAE than {vae.path}; the runs folder is "
                        f"damaged or rearranged")
     if info.get("vae_weights_sha256") not in (None, vae.weights_sha256):
         raise LsrError(f"{folder.path}: this LSR-GAN was trained on a VAE with other weights than those in "
                        f"{vae.path / 'weights.pt'}; refusing to pair them")
-    return GANRun(folder.path, cfg, vae, gen, disc, folder.history(), weights_sha256=sha)
+    return GANRun(folder.path, cfg, vae, gen, disc, folder.history(), weights_sha256=sha,
+                  code_generator=codes[0] if codes else None)
 
 
 def load_run(path: str | Path, device=None, **external) -> VAERun | GANRun:

@@ -13,13 +13,17 @@ that pays (CUDA), ending with the same run folders separate training writes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 from pathlib import Path
+
+import torch
 
 from .config import GANConfig, VAEConfig
 from .data import DeviceBatches, ImageData, bind_data, load_data
 from .errors import LsrError
 from .loop import Diverged, RunOptions, finite_weights, fit
+from .pixels import uint8_to_model
 from .runs import (
     GANRun,
     RunDir,
@@ -161,6 +165,31 @@ def _bound_to(vae: VAERun | None) -> dict:
     return {"vae_weights_sha256": vae.weights_sha256} if vae is not None and vae.weights_sha256 else {}
 
 
+@torch.no_grad()
+def _code_statistics(cfg, stage, weights: dict, vae: VAERun | None, data, device) -> dict:
+    """``weights`` plus, where ``cfg.code_stats`` asks (GANConfig), ``"generator_codes"``: the rendering generator
+    (the moving average where kept) with its BatchNorm statistics gathered afresh, as a plain average, over
+    ``code_stats`` batches of 32 codes mu(x) of training images drawn with the run's seed. Only the statistics
+    differ from the generator's; G(z) keeps its own."""
+    if not (isinstance(cfg, GANConfig) and cfg.code_stats and vae is not None):
+        return weights
+    key = "generator_ema" if "generator_ema" in weights else "generator"
+    g = copy.deepcopy(stage.templates[key]).to(device)
+    g.load_state_dict(weights[key])
+    norms = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return weights
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    g.train()
+    pick = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.code_stats):
+        idx = torch.randint(0, len(data.train_x), (32,), generator=pick)
+        g(vae.encode(uint8_to_model(data.train_x[idx].to(device)))[0])
+    return {**weights, "generator_codes": {k: t.contiguous().cpu() for k, t in g.state_dict().items()}}
+
+
 def _kind(cfg) -> str:
     return "gan" if isinstance(cfg, GANConfig) else "vae"
 
@@ -179,7 +208,8 @@ def _train_run(cfg, folder: RunDir, vae: VAERun | None, data, device, fresh: boo
                 raise Diverged(f"training ended with non-finite weights in the {bad}", -1, bad, float("nan"))
         except Diverged as e:
             raise _diverged(e, [cfg], [folder], [started], device) from None
-        folder.finish(stage.member_weights(0), history, device, started, **_bound_to(vae))
+        folder.finish(_code_statistics(cfg, stage, stage.member_weights(0), vae, data, device), history, device,
+                      started, **_bound_to(vae))
 
 
 def _train_stacked(members: list, out: Path, data, device, fresh: bool, opts: RunOptions) -> None:
@@ -211,7 +241,8 @@ def _train_stacked(members: list, out: Path, data, device, fresh: bool, opts: Ru
             mine = _member_history(history, base_names, j)
             mine["sweep"] = {"members": stage.m, **swept, "note": "trained side by side in one process (sweep "
                                                                   "stacking); seconds are the whole sweep's"}
-            r.finish(stage.member_weights(j), mine, device, s, **_bound_to(vaes[j]))
+            r.finish(_code_statistics(cfgs[j], stage, stage.member_weights(j), vaes[j], data, device), mine, device,
+                     s, **_bound_to(vaes[j]))
             if opts.loss_log:
                 write_loss_csv(r / "losses.csv", mine["steps"], base_names)
                 write_loss_events(r.path, mine["steps"], base_names)

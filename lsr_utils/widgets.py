@@ -130,6 +130,7 @@ class ExplorerModel:
         mu, logvar = self.run.vae.encode(x)
         self.mu, self.logvar = mu[0], logvar[0]
         self.z = self.on_grid(self.mu)
+        self.from_prior = False  # z is a code of a real image (G renders it as such: GANRun.render)
 
     def on_grid(self, z: torch.Tensor) -> torch.Tensor:
         """``z`` with its slider dimensions rounded to the sliders' grid (and range): what the sliders can show."""
@@ -153,9 +154,11 @@ class ExplorerModel:
 
     # ------------------------------------------------------------------ rendering (unit range, CPU)
     @torch.no_grad()
-    def _both(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _both(self, z: torch.Tensor, prior: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D(z), G(z)); G renders a prior sample with GANRun.generate, a code of a real image with its render."""
         z = z.reshape(-1, self.latent_dim).to(self.device)
-        return model_to_unit(self.run.vae.decode(z)).cpu(), model_to_unit(self.run.generate(z)).cpu()
+        g = self.run.generate if prior else self.run.render
+        return model_to_unit(self.run.vae.decode(z)).cpu(), model_to_unit(g(z)).cpu()
 
     def input_image(self) -> torch.Tensor:
         return uint8_to_unit(self.test_x[self.index:self.index + 1])
@@ -175,18 +178,20 @@ class ExplorerModel:
     def set_latent(self, dim: int, value: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Set z[dim] = value (on the sliders' grid); return (D(z), G(z))."""
         self.z[dim] = round(float(value) / SLIDER_STEP) * SLIDER_STEP
-        return self._both(self.z)
+        return self.current()
 
     def current(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._both(self.z)
+        return self._both(self.z, prior=self.from_prior)
 
     def reset_latent(self) -> tuple[torch.Tensor, torch.Tensor]:
         self.z = self.on_grid(self.mu)
+        self.from_prior = False
         return self.current()
 
     def random_latent(self) -> tuple[torch.Tensor, torch.Tensor]:
         """z ~ N(0, I), a sample from the prior (its slider dimensions on the sliders' grid)."""
         self.z = self.on_grid(torch.randn(self.latent_dim, generator=self.gen).to(self.device))
+        self.from_prior = True
         return self.current()
 
     def set_endpoints(self, a: int, b: int) -> None:

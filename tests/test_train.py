@@ -306,3 +306,41 @@ def test_the_moving_average_ramps_its_decay_unless_told_not_to(warmup, decay):
     w1 = gen.to_image.weight.detach()
     assert not torch.equal(w0, w1)
     assert torch.allclose(ema.to_image.weight, decay * w0 + (1 - decay) * w1, atol=1e-6)
+
+
+def test_code_statistics_render_codes_of_real_images_and_leave_random_samples_alone(tmp_path, tiny_shapes):
+    """GANConfig.code_stats: once stage 2 ends, the rendering generator (here the moving average) gets its
+    BatchNorm statistics gathered over that many batches of 32 training codes mu(x) drawn with the run's seed,
+    kept beside it as "generator_codes"; GANRun.render uses them, GANRun.generate (prior samples) does not. Off
+    (the paper's) it changes nothing, not even the run's folder name."""
+    from lsr_utils.files import load_tensors
+    from lsr_utils.pixels import uint8_to_model
+    from lsr_utils.runs import run_name
+
+    base = tiny(vae_epochs=1, gan_epochs=1)
+    assert base.ema  # the smoke profile keeps the quick recipe's moving average
+    assert "code_stats" not in base.to_dict()  # the default leaves every existing run's name as it was
+    vae = train_vae(base.vae, tiny_shapes, out=tmp_path, progress=False)
+    plain = train_lsr_gan(base, tiny_shapes, vae=vae, out=tmp_path, progress=False)
+    assert plain.code_generator is None
+    assert "generator_codes" not in load_tensors(plain.path / "weights.pt")
+    cfg = base.replace(code_stats=3)
+    assert run_name(cfg) != run_name(base)
+    run = train_lsr_gan(cfg, tiny_shapes, vae=vae, out=tmp_path, progress=False)
+    assert "generator_codes" in load_tensors(run.path / "weights.pt")
+    g, c = run.generator, run.code_generator
+    for (name, a), b in zip(g.named_parameters(), c.parameters()):
+        assert torch.equal(a, b), name  # the same weights (the moving average's) ...
+    # ... and the first BatchNorm's mean is the mean of its input over the 3 x 32 drawn training codes
+    pick = torch.Generator().manual_seed(cfg.seed)
+    x = torch.cat([tiny_shapes.train_x[torch.randint(0, len(tiny_shapes.train_x), (32,), generator=pick)]
+                   for _ in range(3)])
+    mu = vae.encode(uint8_to_model(x))[0]
+    with torch.no_grad():
+        h = c.fc[0](mu)
+    assert torch.allclose(c.fc[1].running_mean, h.mean(0), atol=1e-5)
+    assert not torch.allclose(g.fc[1].running_mean, h.mean(0), atol=1e-3)
+    assert not torch.equal(run.render(mu[:8]), run.generate(mu[:8]))
+    assert torch.equal(plain.render(mu[:8]), plain.generate(mu[:8]))
+    assert torch.equal(run.generate(mu[:8]), train_lsr_gan(cfg, tiny_shapes, vae=vae, out=tmp_path,
+                                                           progress=False).generate(mu[:8]))
