@@ -5,6 +5,7 @@ import torch
 
 from lsr_utils.config import make_config
 from lsr_utils.errors import LsrError
+from lsr_utils.pixels import model_to_unit
 from lsr_utils.train import train_lsr_gan, train_vae
 
 W = pytest.importorskip("ipywidgets")
@@ -129,3 +130,30 @@ def test_model_refuses_a_vae_run(runs):
     vae_dir = sorted(out.rglob("vae-*"))[0]
     with pytest.raises(LsrError, match="not a VAE run"):
         ExplorerModel(load_run(vae_dir), data.test_x)
+
+
+def test_the_explorer_renders_codes_of_images_with_render_and_prior_samples_with_generate(runs):
+    """With code statistics (GANConfig.code_stats) G draws a real image's code, its posterior samples, the edited
+    code and interpolations with GANRun.render, and a random z ~ N(0, I) (and its edits) with GANRun.generate."""
+    import copy
+
+    from lsr_utils.runs import load_run
+    from lsr_utils.widgets import ExplorerModel
+
+    out, data = runs
+    run = load_run(next(out.glob("shapes/vae-*/gan-*")))
+    run.code_generator = copy.deepcopy(run.generator)
+    with torch.no_grad():
+        run.code_generator.to_image.weight.mul_(-1.0)  # renders visibly otherwise
+    m = ExplorerModel(run, data.test_x, data.test_y, data.classes, n_sliders=4, n_samples=2)
+    g_code = run.render(m.mu[None]).cpu()
+    assert not torch.equal(g_code, run.generate(m.mu[None]).cpu())
+    assert torch.allclose(m.reconstructions()[1], model_to_unit(g_code))
+    assert torch.allclose(m.current()[1], model_to_unit(run.render(m.z[None]).cpu()))
+    m.random_latent()
+    assert torch.allclose(m.current()[1], model_to_unit(run.generate(m.z[None]).cpu()))
+    m.set_latent(m.slider_dims()[0], 1.0)
+    assert torch.allclose(m.current()[1], model_to_unit(run.generate(m.z[None]).cpu()))
+    m.reset_latent()
+    assert torch.allclose(m.current()[1], model_to_unit(run.render(m.z[None]).cpu()))
+    assert torch.allclose(m.interpolate(0.0)[1], model_to_unit(run.render(m.mu_a[None]).cpu()), atol=1e-6)
