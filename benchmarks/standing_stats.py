@@ -22,18 +22,12 @@ import json
 import torch
 
 
-def standing(generator: torch.nn.Module, batches: int, draw) -> torch.nn.Module:
-    """A copy of ``generator`` whose BatchNorm statistics are the plain average over ``batches`` of ``draw(b)``."""
-    g = copy.deepcopy(generator)
-    for m in g.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-    g.train()
-    with torch.no_grad():
-        for b in range(batches):
-            g(draw(b))
-    return g.eval()
+def standing(generator: torch.nn.Module, batches: int, draw, first_only: bool = False) -> torch.nn.Module:
+    """A copy of ``generator`` whose BatchNorm statistics are the plain average over ``batches`` of ``draw(b)``
+    (``lsr_utils.nn.standing_statistics``, which ``GANConfig.code_stats`` uses too)."""
+    from lsr_utils.nn import standing_statistics
+
+    return standing_statistics(generator, batches, draw, first_only=first_only)
 
 
 def main() -> None:
@@ -83,7 +77,9 @@ def main() -> None:
                 "standing statistics, 20 x 32 prior z": standing(gan.generator, 20, prior),
                 "standing statistics, 100 x 32 prior z": standing(gan.generator, 100, prior),
                 "diagnostic: statistics over 100 x 32 codes mu(x) of training images":
-                    standing(gan.generator, 100, train_codes)}
+                    standing(gan.generator, 100, train_codes),
+                "diagnostic: the input layer's statistics only, over 100 x 32 codes mu(x) of training images":
+                    standing(gan.generator, 100, train_codes, first_only=True)}
     if cfg.ema:  # the averaged weights render the record's G; the live ones are kept in the same file
         live = copy.deepcopy(gan.generator)
         live.load_state_dict(load_tensors(gan.path / "weights.pt", "weights file")["generator"])

@@ -322,6 +322,25 @@ def literal_upsampling(module: nn.Module) -> nn.Module:
     return module
 
 
+@torch.no_grad()
+def standing_statistics(net: nn.Module, batches: int, draw, *, first_only: bool = False) -> nn.Module:
+    """A copy of ``net`` (in eval mode) whose BatchNorm statistics are the plain average over ``batches`` forward
+    passes of ``draw(b)`` (BigGAN's "standing statistics"); ``first_only``: only the first BatchNorm's, the others
+    kept as they were. ``net`` itself is left as it was."""
+    g = copy.deepcopy(net)
+    norms = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    chosen = norms[:1] if first_only else norms
+    for m in chosen:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    g.train()
+    for m in norms[len(chosen):]:
+        m.eval()  # kept: normalise with their own statistics, never update them
+    for b in range(batches):
+        g(draw(b))
+    return g.eval()
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

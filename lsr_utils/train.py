@@ -23,6 +23,7 @@ from .config import GANConfig, VAEConfig
 from .data import DeviceBatches, ImageData, bind_data, load_data
 from .errors import LsrError
 from .loop import Diverged, RunOptions, finite_weights, fit
+from .nn import standing_statistics
 from .pixels import uint8_to_model
 from .runs import (
     GANRun,
@@ -176,17 +177,15 @@ def _code_statistics(cfg, stage, weights: dict, vae: VAERun | None, data, device
     key = "generator_ema" if "generator_ema" in weights else "generator"
     g = copy.deepcopy(stage.templates[key]).to(device)
     g.load_state_dict(weights[key])
-    norms = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in g.modules()):
         return weights
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches
-    g.train()
     pick = torch.Generator().manual_seed(cfg.seed)
-    for _ in range(cfg.code_stats):
+
+    def codes(_):
         idx = torch.randint(0, len(data.train_x), (32,), generator=pick)
-        g(vae.encode(uint8_to_model(data.train_x[idx].to(device)))[0])
+        return vae.encode(uint8_to_model(data.train_x[idx].to(device)))[0]
+
+    g = standing_statistics(g, cfg.code_stats, codes)
     return {**weights, "generator_codes": {k: t.contiguous().cpu() for k, t in g.state_dict().items()}}
 
 

@@ -344,3 +344,9 @@ def test_standing_statistics_average_every_batch_and_leave_the_generator_as_it_w
     assert torch.allclose(s[1].running_mean, torch.stack([x.mean(0) for x in h]).mean(0), atol=1e-5)
     assert torch.allclose(s[1].running_var, torch.stack([x.var(0) for x in h]).mean(0), atol=1e-4)
     assert not s.training and torch.equal(g[1].running_mean, before) and s[1].num_batches_tracked == 5
+    # first_only: the first BatchNorm re-estimated the same way, the later ones keep their statistics
+    g2 = torch.nn.Sequential(g[0], g[1], torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    g2[3].running_mean.fill_(0.5)
+    s2 = standing(g2, 5, lambda b: batches[b], first_only=True)
+    assert torch.allclose(s2[1].running_mean, s[1].running_mean, atol=1e-6)
+    assert torch.equal(s2[3].running_mean, g2[3].running_mean) and int(s2[3].num_batches_tracked) == 0
