@@ -15,9 +15,10 @@ os.environ.setdefault("LSR_OFFLINE", "1")
 # Under pytest-xdist (`-n 2`, as .ci/run runs the suite) the workers share the cores: each worker's torch, and every
 # process it starts (the lsr command, the notebooks' kernels, whose torch reads OMP_NUM_THREADS), takes one thread,
 # so that two workers never run four threads on two cores.
-if os.environ.get("PYTEST_XDIST_WORKER"):
+XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if XDIST_WORKER:
     os.environ["OMP_NUM_THREADS"] = "1"
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
+torch.set_num_threads(1 if XDIST_WORKER else min(2, torch.get_num_threads()))
 
 # The session's smoke runs, shared: the smoke reproduction of tests/test_reproduce.py trains them here, and the
 # notebooks run through nbval afterwards (their kernels given LSR_OUT, their edge's setting) reuse them instead of
@@ -70,9 +71,9 @@ os.environ["LSR_CACHE"] = str(SESSION_CACHE)
 
 
 def _project_outputs() -> set:
-    """What the project's own output folders hold, two levels deep (runs/<dataset>/<run>)."""
-    return {str(p.relative_to(ROOT)) for d in ("runs",) if (ROOT / d).is_dir()
-            for p in [*(ROOT / d).iterdir(), *(ROOT / d).glob("*/*")]}
+    """What the project's runs/ folder holds, two levels deep (runs/<dataset>/<run>)."""
+    runs = ROOT / "runs"
+    return {str(p.relative_to(ROOT)) for p in [*runs.glob("*"), *runs.glob("*/*")]}
 
 
 def pytest_configure(config):
@@ -87,7 +88,7 @@ def pytest_sessionfinish(session, exitstatus):
     """No test writes into the project's runs/ (every test has its own folder; the notebooks get SMOKE_OUT): a
     session that left something new there fails, naming it. Checked where the whole session ran (not in a
     pytest-xdist worker, which sees only its share)."""
-    if os.environ.get("PYTEST_XDIST_WORKER") or _OUTPUTS not in session.config.stash:
+    if XDIST_WORKER or _OUTPUTS not in session.config.stash:
         return
     new = sorted(_project_outputs() - session.config.stash[_OUTPUTS])
     if new:
