@@ -75,6 +75,9 @@ VARIANTS = {
     # G(mu(x)) rendered with BatchNorm statistics gathered over 100 x 32 training codes once stage 2 ends
     # (GANConfig.code_stats; the generator's weights are the adopted recipe's, bit for bit)
     "adopted, code statistics 100": {**ADOPTED, "code_stats": 100},
+    # ... over batches of 8 training codes and 24 prior samples, or 16 and 16 (GANConfig.code_share, 2026-12-06)
+    "adopted, code statistics 100, share 0.25": {**ADOPTED, "code_stats": 100, "code_share": 0.25},
+    "adopted, code statistics 100, share 0.5": {**ADOPTED, "code_stats": 100, "code_share": 0.5},
 }
 DEFAULT = list(VARIANTS)[:10]
 
@@ -112,11 +115,12 @@ def run_variant(name: str, changes: dict, seed: int, out: Path, data, clfs: list
     panel = rec["classifier_panel"]
     trained = not (vae.reused and gan.reused)
     return {"variant": name, "changes": {k: list(x) if isinstance(x, tuple) else x for k, x in changes.items()},
-            "seed": seed, "vae_accuracy": v["absolute_vae"]["mean"], "lsr_gan_accuracy": v["absolute_lsr_gan"]["mean"],
+            "seed": seed, "dataset": data.name, "vae_accuracy": v["absolute_vae"]["mean"], "lsr_gan_accuracy": v["absolute_lsr_gan"]["mean"],
             "lsr_gan_readings": panel["absolute_lsr_gan"]["readings"], "vae_readings": panel["absolute_vae"]["readings"],
             "classifiers": [label for label, _ in clfs],
             "sharpness_ratio": v["sharpness_lsr_gan"]["mean"] / v["sharpness_vae"]["mean"],
-            "texture_dropped": v["mse_vae_to_clean"]["mean"] < v["mse_vae"]["mean"],
+            "texture_dropped": (v["mse_vae_to_clean"]["mean"] < v["mse_vae"]["mean"]) if "mse_vae_to_clean" in v
+            else None,  # shapes only: the texture-free image exists there
             "top_eigenvalue": rec["latent"]["top_eigenvalues"][0],
             **{k: None if (v.get(k) or {}).get("mean") is None else round(v[k]["mean"], 2)
                for k in ("hue_kept_vae", "hue_kept_lsr_gan", "hue_error_lsr_gan")},

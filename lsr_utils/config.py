@@ -49,6 +49,13 @@ def decay_rate(name: str, v):
     return f
 
 
+def share(name: str, v):
+    f = nonneg_float(name, v)
+    if not 0 < f <= 1:
+        raise LsrError(f"{name} must be in (0, 1] (a share), got {v!r}")
+    return f
+
+
 def optional_positive_int(name: str, v):
     return None if v is None else positive_int(name, v)
 
@@ -291,6 +298,8 @@ class GANConfig(TrainConfig):
                                           "images are gathered (G(mu(x)), the sample variance, the explorer); random "
                                           "samples G(z) keep those of training on z ~ N(0, I) (0: none, the paper's)",
                            since="0.3")
+    code_share: float = spec(1.0, share, "share of each of code_stats' batches of 32 drawn as training codes mu(x), "
+                                         "the rest prior samples z ~ N(0, I) (1: codes only)", since="0.3")
 
     def __post_init__(self):
         if not isinstance(self.vae, VAEConfig):
@@ -564,7 +573,7 @@ def apply_settings(cfg: GANConfig, settings: dict) -> GANConfig:
 
 
 RECIPE_FIELDS = ("lr", "adam_betas", "lr_warmup", "lr_decay", "batch_size", "d_warmup", "d_lr", "g_freeze", "ema",
-                 "ema_warmup", "code_stats", "lam")
+                 "ema_warmup", "code_stats", "code_share", "lam")
 
 
 def recipe_differences(cfg: GANConfig) -> list[dict]:
@@ -576,6 +585,8 @@ def recipe_differences(cfg: GANConfig) -> list[dict]:
         for name in RECIPE_FIELDS:
             if name == "ema_warmup" and not getattr(mine, "ema", 0):
                 continue   # the ramp of a moving average that is not kept: nothing differs
+            if name == "code_share" and not getattr(mine, "code_stats", 0):
+                continue   # the mixture of statistics that are not gathered: nothing differs
             if hasattr(mine, name) and getattr(mine, name) != getattr(ref, name):
                 paper_value = ref.discriminator_lr if name == "d_lr" else getattr(ref, name)
                 if name == "ema_warmup":

@@ -344,3 +344,33 @@ def test_code_statistics_render_codes_of_real_images_and_leave_random_samples_al
     assert torch.equal(plain.render(mu[:8]), plain.generate(mu[:8]))
     assert torch.equal(run.generate(mu[:8]), train_lsr_gan(cfg, tiny_shapes, vae=vae, out=tmp_path,
                                                            progress=False).generate(mu[:8]))
+
+
+def test_code_share_mixes_prior_samples_into_the_code_statistics(tmp_path, tiny_shapes):
+    """GANConfig.code_share: each of code_stats' batches of 32 is round(32 x share) training codes then prior
+    samples z ~ N(0, I), both drawn with one generator seeded with the run's seed; the first BatchNorm's mean is
+    its input's mean over those batches. At its default (1: codes only) the run's name is unchanged."""
+    from lsr_utils.config import LsrError, recipe_differences
+    from lsr_utils.pixels import uint8_to_model
+    from lsr_utils.runs import run_name
+
+    base = tiny(vae_epochs=1, gan_epochs=1).replace(code_stats=2)
+    assert "code_share" not in base.to_dict() and run_name(base.replace(code_share=1.0)) == run_name(base)
+    assert not any(d["field"] == "code_share" for d in recipe_differences(base.replace(code_stats=0, code_share=0.5)))
+    with pytest.raises(LsrError, match="code_share"):
+        base.replace(code_share=0.0)
+    vae = train_vae(base.vae, tiny_shapes, out=tmp_path, progress=False)
+    cfg = base.replace(code_share=0.25)
+    run = train_lsr_gan(cfg, tiny_shapes, vae=vae, out=tmp_path, progress=False)
+    pick = torch.Generator().manual_seed(cfg.seed)
+    batches = []
+    for _ in range(2):
+        idx = torch.randint(0, len(tiny_shapes.train_x), (8,), generator=pick)
+        mu = vae.encode(uint8_to_model(tiny_shapes.train_x[idx]))[0]
+        batches.append(torch.cat([mu, torch.randn(24, mu.shape[1], generator=pick)]))
+    c = run.code_generator
+    with torch.no_grad():
+        h = c.fc[0](torch.cat(batches))
+    assert torch.allclose(c.fc[1].running_mean, h.mean(0), atol=1e-5)
+    codes_only = train_lsr_gan(base, tiny_shapes, vae=vae, out=tmp_path, progress=False).code_generator
+    assert not torch.allclose(codes_only.fc[1].running_mean, h.mean(0), atol=1e-3)
