@@ -329,6 +329,19 @@ def test_panel_classification_is_the_mean_of_the_classifiers_readings():
     assert checked_values({"values": reading(100, 99, 90)})["absolute_lsr_gan"]["mean"] == 90  # no panel: one reading
 
 
+def test_prior_mismatch_draws_from_the_codes_gaussian_and_counts_unanimous_names():
+    """benchmarks/prior_mismatch.py: z' has the codes' mean and covariance (not the prior's); agreement counts the
+    images every classifier names alike."""
+    from benchmarks.prior_mismatch import agreement, gaussian_fit
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(4000, 3, generator=g) @ torch.tensor([[3.0, 0, 0], [1.0, 0.5, 0], [0, 0, 0.1]]) + 2
+    z = gaussian_fit(codes, torch.randn(20000, 3, generator=g))
+    assert torch.allclose(z.mean(0), codes.mean(0), atol=0.1)
+    assert torch.allclose(torch.cov(z.T), torch.cov(codes.T), rtol=0.05, atol=0.02)
+    assert agreement(torch.tensor([[0, 1, 2, 3], [0, 1, 0, 3], [0, 2, 2, 3]])) == 50.0
+
+
 def test_standing_statistics_average_every_batch_and_leave_the_generator_as_it_was():
     """benchmarks/standing_stats.py: the copy's BatchNorm statistics are the plain average of the drawn batches'
     statistics (not a moving average that forgets the first), in eval mode; the given generator keeps its own."""

@@ -1,0 +1,115 @@
+"""Why the demo's random samples are not objects: the prior the samples come from, not the networks that render them.
+
+    python -m benchmarks.prior_mismatch RUNS --seed S [--dataset shapes] [--data-root DATA] [--json FILE]
+                                        [--figure FILE.png]
+
+``RUNS`` is the runs folder of a finished ``lsr demo --seed S`` (the VAE, the LSR-GAN and the five panel classifiers
+are reused; nothing is trained). Each row renders 1,000 latents and reads them two ways: the Frechet distance to the
+held-out images in the features of the demo's classifier (``kit_cfd``, as the demo's ``scores``; lower is closer)
+and the share of images that all five classifiers of the panel (``lsr_utils.demo.PANEL_SEEDS``) name alike (a
+shape they agree on, whichever it is: the classifiers are trained on textured images and are rarely confident on
+flat renderings, even correct ones, so agreement is read rather than confidence). Latents: the prior z ~ N(0, I) that the method samples (random samples, Figure 5), and, as a
+diagnostic only, z' drawn from a Gaussian fitted to the codes mu(x) of the 8,000 training images (their mean and
+full covariance: the aggregate posterior as one Gaussian, which the method never samples). Reference rows: the
+held-out images themselves (first 1,000 against all) and the renderings of their codes. ``--figure`` writes a grid,
+one row of 16 images per row of the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+
+def gaussian_fit(codes: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``z`` (standard normal draws) mapped onto the Gaussian fitted to ``codes``: their mean and full covariance."""
+    cov = torch.cov(codes.T)
+    return codes.mean(0) + z @ torch.linalg.cholesky(cov + 1e-6 * torch.eye(len(cov))).T
+
+
+def agreement(names: torch.Tensor) -> float:
+    """Percent of images (columns of ``names``, one row per classifier) that every classifier names alike."""
+    return float((names == names[0]).all(0).float().mean()) * 100
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", help="the runs folder of a finished lsr demo")
+    p.add_argument("--seed", type=int, default=13, help="the demo's --seed")
+    p.add_argument("--dataset", default="shapes")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--json", default=None, help="append the row to this file (JSON lines)")
+    p.add_argument("--figure", default=None, help="write a grid of the renderings here (PNG)")
+    a = p.parse_args()
+
+    from lsr_utils.config import profile_sizes
+    from lsr_utils.data import load_data
+    from lsr_utils.demo import demo_config, train_panel
+    from lsr_utils.fid import distance, image_statistics
+    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
+    from lsr_utils.runtime import device_name
+    from lsr_utils.train import train_lsr_gan, train_vae
+
+    profile, device = "quick", torch.device("cpu")
+    cfg = demo_config(profile, a.dataset, a.seed)
+    n_test = (profile_sizes(profile, a.dataset).n_test or 2000) if a.dataset == "shapes" else None
+    data = load_data(a.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=n_test, seed=cfg.vae.data_seed,
+                     progress=False)
+    kw = dict(out=a.runs, device=device, progress=False)
+    vae = train_vae(cfg.vae, data, **kw)
+    gan = train_lsr_gan(cfg, data, vae=vae, **kw)
+    if not (vae.reused and gan.reused):
+        raise SystemExit(f"{a.runs} held no finished demo of seed {a.seed}: it was trained now; run lsr demo first")
+    panel = train_panel(a.dataset, profile, data, **kw)
+    torch.set_grad_enabled(False)
+
+    def encode(x):
+        return torch.cat([vae.encode(uint8_to_model(x[i:i + 500]))[0] for i in range(0, len(x), 500)])
+
+    codes = encode(data.train_x)
+    eig = torch.linalg.eigvalsh(torch.cov(codes.T)).flip(0)
+    n, dim = 1000, cfg.vae.latent_dim
+    z = torch.randn(n, dim, generator=torch.Generator().manual_seed(7))
+    z_fit = gaussian_fit(codes, z)
+    mu_test = encode(data.test_x[:n])
+    extractor = panel[0][1].feature_extractor()  # the demo's classifier (the panel's first), as the demo's scores
+    reference = image_statistics(uint8_to_unit(data.test_x), extractor)
+
+    def render(f, latents):
+        return torch.cat([model_to_unit(f(latents[i:i + 125])) for i in range(0, len(latents), 125)])
+
+    gan.generator.eval()
+    rows = {"held-out images (reference)": uint8_to_unit(data.test_x[:n]),
+            "VAE D(mu(x)) of held-out images": render(vae.decode, mu_test),
+            "LSR-GAN G(mu(x)) of held-out images": render(gan.render, mu_test),
+            "VAE D(z), z ~ N(0, I) (the method's random samples)": render(vae.decode, z),
+            "LSR-GAN G(z), z ~ N(0, I) (the method's random samples)": render(gan.generate, z),
+            "diagnostic: VAE D(z'), z' ~ Gaussian fit of the training codes": render(vae.decode, z_fit),
+            "diagnostic: LSR-GAN G(z'), z' ~ Gaussian fit of the training codes": render(gan.generate, z_fit)}
+    out = {"seed": a.seed, "dataset": a.dataset, "run": gan.path.name, "hardware": device_name(device),
+           "classifiers": [label for label, _ in panel], "n": n,
+           "code_covariance_top_eigenvalues": [round(float(e), 2) for e in eig[:4]],
+           "code_norm_mean": round(float(codes.norm(dim=1).mean()), 2),
+           "prior_norm_mean": round(float(z.norm(dim=1).mean()), 2), "rows": {}}
+    print(f"seed {a.seed} ({a.dataset}): top eigenvalues of cov(mu(x)) {out['code_covariance_top_eigenvalues']}, "
+          f"mean norm of mu(x) {out['code_norm_mean']} against {out['prior_norm_mean']} for z ~ N(0, I)")
+    print(f"| {a.dataset}, seed {a.seed} | kit_cfd to held-out images | named alike by the 5 classifiers, % |\n"
+          f"|---|---|---|")
+    for name, imgs in rows.items():
+        names = torch.stack([c.predict(imgs) for _, c in panel])
+        row = {"kit_cfd": round(distance(imgs, reference, extractor), 2),
+               "panel_agrees": round(agreement(names), 1)}
+        out["rows"][name] = row
+        print(f"| {name} | {row['kit_cfd']:.1f} | {row['panel_agrees']:.1f} |", flush=True)
+    if a.figure:
+        import torchvision
+
+        torchvision.utils.save_image(torch.cat([imgs[:16] for imgs in rows.values()]), a.figure, nrow=16)
+    if a.json:
+        with open(a.json, "a") as f:
+            f.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
