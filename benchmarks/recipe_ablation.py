@@ -1,9 +1,10 @@
 """The demo's recipe, chosen by measurement: each variant trained and evaluated as `lsr demo` does.
 
     python -m benchmarks.recipe_ablation [--variants NAME ...] [--seeds 13 14 15] [--dataset shapes]
-                                         [--out runs/ablation] [--json FILE]
+                                         [--data-root DATA] [--out runs/ablation] [--json FILE]
 
-Every variant is the quick profile's sizes on ``shapes`` (8,000 images at batch 32, fp32) with the paper's recipe
+Every variant is the quick profile's sizes on ``shapes`` (8,000 images at batch 32, fp32; or on ``--dataset
+mnist-test``, the demo's digits, whose 2,000 held-out digits are read) with the paper's recipe
 changed in the named fields only, and the schedule it names (VAE + LSR-GAN steps); the method (Table 3's networks, eq. 2 with Appendix A's
 log-MSE, eq. 3, eq. 4 with the reference's lambda scale, two stages with the encoder frozen, the generator
 started from the VAE decoder, z ~ N(0, I) in stage 2) never changes. Each row: the VAE's and the LSR-GAN's
@@ -115,7 +116,8 @@ def run_variant(name: str, changes: dict, seed: int, out: Path, data, clfs: list
     panel = rec["classifier_panel"]
     trained = not (vae.reused and gan.reused)
     return {"variant": name, "changes": {k: list(x) if isinstance(x, tuple) else x for k, x in changes.items()},
-            "seed": seed, "dataset": data.name, "vae_accuracy": v["absolute_vae"]["mean"], "lsr_gan_accuracy": v["absolute_lsr_gan"]["mean"],
+            "seed": seed, "dataset": data.name, "vae_accuracy": v["absolute_vae"]["mean"],
+            "lsr_gan_accuracy": v["absolute_lsr_gan"]["mean"],
             "lsr_gan_readings": panel["absolute_lsr_gan"]["readings"], "vae_readings": panel["absolute_vae"]["readings"],
             "classifiers": [label for label, _ in clfs],
             "sharpness_ratio": v["sharpness_lsr_gan"]["mean"] / v["sharpness_vae"]["mean"],
