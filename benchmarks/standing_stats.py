@@ -15,7 +15,6 @@ keep the object's hue (``lsr_utils.metrics.hue_kept``).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 
@@ -31,34 +30,18 @@ def standing(generator: torch.nn.Module, batches: int, draw, first_only: bool = 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", help="the runs folder of a finished lsr demo")
-    p.add_argument("--seed", type=int, default=13, help="the demo's --seed")
-    p.add_argument("--dataset", default="shapes")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--json", default=None, help="append the row to this file (JSON lines)")
+    from benchmarks.demo_runs import demo_parser, load_demo
+
+    p = demo_parser(__doc__.splitlines()[0])
     a = p.parse_args()
 
-    from lsr_utils.config import profile_sizes
-    from lsr_utils.data import load_data
-    from lsr_utils.demo import demo_config, train_panel
     from lsr_utils.files import load_tensors
     from lsr_utils.metrics import hue_kept, sharpness
     from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
     from lsr_utils.runtime import device_name
-    from lsr_utils.train import train_lsr_gan, train_vae
 
-    profile, device = "quick", torch.device("cpu")
-    cfg = demo_config(profile, a.dataset, a.seed)
-    n_test = (profile_sizes(profile, a.dataset).n_test or 2000) if a.dataset == "shapes" else None
-    data = load_data(a.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=n_test, seed=cfg.vae.data_seed,
-                     progress=False)
-    kw = dict(out=a.runs, device=device, progress=False)
-    vae = train_vae(cfg.vae, data, **kw)
-    gan = train_lsr_gan(cfg, data, vae=vae, **kw)
-    if not (vae.reused and gan.reused):
-        raise SystemExit(f"{a.runs} held no finished demo of seed {a.seed}: it was trained now; run lsr demo first")
-    panel = train_panel(a.dataset, profile, data, **kw)
+    demo = load_demo(a)
+    cfg, data, vae, gan, panel, device = demo.cfg, demo.data, demo.vae, demo.gan, demo.panel, demo.device
 
     torch.set_grad_enabled(False)
     mu = torch.cat([vae.encode(uint8_to_model(data.test_x[i:i + 125]))[0] for i in range(0, len(data.test_x), 125)])

@@ -1,0 +1,40 @@
+"""What the benchmarks that read a finished `lsr demo` share: their arguments, and the demo's runs loaded back."""
+from __future__ import annotations
+
+import argparse
+from types import SimpleNamespace
+
+import torch
+
+
+def demo_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that reads the runs of ``lsr demo --seed S [--dataset D --data-root R]``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("runs", help="the runs folder of a finished lsr demo")
+    p.add_argument("--seed", type=int, default=13, help="the demo's --seed")
+    p.add_argument("--dataset", default="shapes")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--json", default=None, help="append the row to this file (JSON lines)")
+    return p
+
+
+def load_demo(a: argparse.Namespace) -> SimpleNamespace:
+    """The demo's configuration, data, VAE, LSR-GAN and panel of classifiers (quick profile, CPU), all reused from
+    ``a.runs``; stops, saying so, where the demo had not finished there (nothing is left trained in its place)."""
+    from lsr_utils.config import profile_sizes
+    from lsr_utils.data import load_data
+    from lsr_utils.demo import demo_config, train_panel
+    from lsr_utils.train import train_lsr_gan, train_vae
+
+    profile, device = "quick", torch.device("cpu")
+    cfg = demo_config(profile, a.dataset, a.seed)
+    n_test = (profile_sizes(profile, a.dataset).n_test or 2000) if a.dataset == "shapes" else None
+    data = load_data(a.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=n_test, seed=cfg.vae.data_seed,
+                     progress=False)
+    kw = dict(out=a.runs, device=device, progress=False)
+    vae = train_vae(cfg.vae, data, **kw)
+    gan = train_lsr_gan(cfg, data, vae=vae, **kw)
+    if not (vae.reused and gan.reused):
+        raise SystemExit(f"{a.runs} held no finished demo of seed {a.seed}: it was trained now; run lsr demo first")
+    panel = train_panel(a.dataset, profile, data, **kw)
+    return SimpleNamespace(cfg=cfg, data=data, vae=vae, gan=gan, panel=panel, device=device)
