@@ -415,7 +415,8 @@ class Profile:
 
 QUICK_SWEEP = (0.01, 0.1, 1.0, 5.0, 10.0, 20.0)
 # The recipe of the CPU profiles (quick, and smoke, which proves its plumbing): see the quick profile below.
-QUICK_RECIPE = (("vae.lr", 1e-3), ("d_lr", 5e-5), ("ema", 0.995), ("ema_warmup", 0))
+QUICK_RECIPE = (("vae.lr", 1e-3), ("d_lr", 5e-5), ("ema", 0.995), ("ema_warmup", 0), ("code_stats", 100),
+                ("code_share", 0.5))
 CUSTOM = "custom"  # the profile of a run whose sizes match no profile
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
@@ -429,8 +430,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     # the discriminator's at 5e-5 (a fresh discriminator at 2e-4 wipes out the shape the generator started with),
     # and G(mu(x)) read from an exponential moving average of the generator's weights (decay 0.995 from the first
     # update, no ramp: an average over about the last 200 of the demo's 500 updates; the common ramp kept the decay
-    # below 0.99 throughout, benchmarks/RESULTS.md, 2026-12-05). The method (networks, losses, two stages, the
-    # generator started from the decoder) is the paper's.
+    # below 0.99 throughout, benchmarks/RESULTS.md, 2026-12-05), with BatchNorm statistics for rendering codes of
+    # real images gathered once stage 2 ends over 100 batches of 16 training codes mu(x) + 16 prior samples z
+    # (the statistics of training on z alone turn a red cross yellow; over codes alone the shape slips on some
+    # seeds: benchmarks/RESULTS.md, "Statistics over a mixture of training codes and prior samples"); random
+    # samples G(z) keep the statistics of training. The method (networks, losses, two stages, the generator
+    # started from the decoder, z ~ N(0, I) in stage 2) is the paper's.
     Profile("quick", 10000, 1000, 4, 2, "minutes on a 2-core laptop CPU", n_variance=250,
             betas=QUICK_SWEEP, lams=QUICK_SWEEP, classifier_epochs=4,
             recipe=QUICK_RECIPE, demo_lam=5.0),

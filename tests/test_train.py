@@ -229,8 +229,8 @@ def test_every_run_writes_its_losses_where_researchers_look(tmp_path, tiny_shape
 
 
 def test_the_quick_recipe_differs_from_the_papers_only_in_its_named_fields():
-    """The paper profile trains the paper's recipe; the quick profile (the demo's) changes the learning rates and
-    adds the moving average of G, and says so in every record (recipe_differences), so that no run passes for
+    """The paper profile trains the paper's recipe; the quick profile (the demo's) changes the learning rates,
+    adds the moving average of G and its statistics for codes of real images, and says so in every record (recipe_differences), so that no run passes for
     the paper's while following another recipe. lambda of the demo is the profile's."""
     from lsr_utils.config import infer_profile, make_config, profile_sizes, recipe_differences
 
@@ -239,6 +239,7 @@ def test_the_quick_recipe_differs_from_the_papers_only_in_its_named_fields():
     diffs = {(d["stage"], d["field"]): (d["kit"], d["paper"]) for d in recipe_differences(quick)}
     assert diffs == {("vae", "lr"): (1e-3, 2e-4), ("lsr_gan", "d_lr"): (5e-5, 2e-4),
                      ("lsr_gan", "ema"): (0.995, 0.0), ("lsr_gan", "ema_warmup"): (0, None),
+                     ("lsr_gan", "code_stats"): (100, 0), ("lsr_gan", "code_share"): (0.5, 1.0),
                      ("lsr_gan", "lam"): (5.0, 1.0)}
     assert (quick.vae.epochs, quick.epochs) == (3, 2)
     assert infer_profile(quick) == "quick"
@@ -246,6 +247,8 @@ def test_the_quick_recipe_differs_from_the_papers_only_in_its_named_fields():
     assert infer_profile(quick.replace(ema=0.0)) == "custom"
     # the ramp is part of the recipe: the former quick recipe (a ramped 0.99) is no longer the profile's
     assert infer_profile(quick.replace(ema=0.99, ema_warmup=10)) == "custom"
+    # nor is the recipe before the statistics over codes (2026-12-06)
+    assert infer_profile(quick.replace(code_stats=0, code_share=1.0)) == "custom"
     # no moving average, no ramp to report
     assert recipe_differences(quick.replace(ema=0.0, ema_warmup=0)) == [
         d for d in recipe_differences(quick) if d["field"] not in ("ema", "ema_warmup")]
@@ -317,8 +320,10 @@ def test_code_statistics_render_codes_of_real_images_and_leave_random_samples_al
     from lsr_utils.pixels import uint8_to_model
     from lsr_utils.runs import run_name
 
-    base = tiny(vae_epochs=1, gan_epochs=1)
-    assert base.ema  # the smoke profile keeps the quick recipe's moving average
+    smoke = tiny(vae_epochs=1, gan_epochs=1)
+    assert smoke.ema  # the smoke profile keeps the quick recipe's moving average ...
+    assert (smoke.code_stats, smoke.code_share) == (100, 0.5)  # ... and its statistics over codes and prior samples
+    base = smoke.replace(code_stats=0, code_share=1.0)   # off: the paper's
     assert "code_stats" not in base.to_dict()  # the default leaves every existing run's name as it was
     vae = train_vae(base.vae, tiny_shapes, out=tmp_path, progress=False)
     plain = train_lsr_gan(base, tiny_shapes, vae=vae, out=tmp_path, progress=False)
@@ -354,7 +359,7 @@ def test_code_share_mixes_prior_samples_into_the_code_statistics(tmp_path, tiny_
     from lsr_utils.pixels import uint8_to_model
     from lsr_utils.runs import run_name
 
-    base = tiny(vae_epochs=1, gan_epochs=1).replace(code_stats=2)
+    base = tiny(vae_epochs=1, gan_epochs=1).replace(code_stats=2, code_share=1.0)
     assert "code_share" not in base.to_dict() and run_name(base.replace(code_share=1.0)) == run_name(base)
     assert not any(d["field"] == "code_share" for d in recipe_differences(base.replace(code_stats=0, code_share=0.5)))
     with pytest.raises(LsrError, match="code_share"):
