@@ -53,7 +53,7 @@ from .metrics import (
 from .nn import reparameterize
 from .pixels import model_to_unit, uint8_to_model, uint8_to_unit
 from .progress import progress_bar
-from .runs import GANRun, environment, load_run, load_state, now
+from .runs import GANRun, code_statistics, environment, load_run, load_state, now
 
 RANDOM_SEED = 1234  # z ~ N(0, I) for the random samples of every evaluation
 MIN_TEST_IMAGES = 10
@@ -407,15 +407,23 @@ def convergence(path, *, epochs=None, n_test: int = 2000, data_root=None, device
     if not epochs:
         raise LsrError(f"{path}: no snapshots kept (train with --snapshot-epochs 1 2 5 10 to keep them)")
     cfg = run.config
+    # the training images where the run renders codes with statistics gathered over them (GANConfig.code_stats)
+    n_train = cfg.vae.n_train if run.code_generator is not None else 2 if cfg.vae.dataset == "shapes" else None
     data = load_data(cfg.vae.dataset, root=data_root, n_test=n_test, seed=cfg.vae.data_seed, progress=progress,
-                     n_train=2 if cfg.vae.dataset == "shapes" else None)
+                     n_train=n_train)
     if classifier is None:
         classifier = train_classifier(evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)),
                                       out=path.parents[2], device=device, data_root=data_root, progress=progress)
+    # each snapshot measured as the finished run is: its moving average where the run keeps one (GANConfig.ema),
+    # and for codes of real images its statistics gathered afresh (GANConfig.code_stats)
+    key = "generator_ema" if getattr(cfg, "ema", 0) else "generator"
     recs = []
     for e in epochs:
-        snap = load_tensors(path / "snapshots" / f"epoch-{e:04d}.pt", "snapshot")
-        load_state(run.generator, snap.get("generator"), path / "snapshots" / f"epoch-{e:04d}.pt", "generator")
+        file = path / "snapshots" / f"epoch-{e:04d}.pt"
+        snap = load_tensors(file, "snapshot")
+        load_state(run.generator, snap.get(key), file, key)
+        if run.code_generator is not None:
+            run.code_generator = code_statistics(run.generator, cfg, run.vae, data.train_x, run.vae.device)
         say(f"evaluating the LSR-GAN after epoch {e} of {cfg.epochs} ({len(data.test_x)} test images)")
         rec = evaluate(run, data.test_x, data.test_y, classifier, clean=data.test_clean, device=device,
                        progress=progress, command=command, profile=infer_profile(cfg),

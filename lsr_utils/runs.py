@@ -77,7 +77,8 @@ from .files import (
     schema_problem,
     sha256_file,
 )
-from .nn import Decoder, Discriminator, Encoder, build_gan, build_vae
+from .nn import Decoder, Discriminator, Encoder, build_gan, build_vae, standing_statistics
+from .pixels import uint8_to_model
 from .runtime import resolve_device
 
 CONFIG_CLASSES = {"vae": VAEConfig, "gan": GANConfig, "classifier": ClassifierConfig}
@@ -520,6 +521,29 @@ class GANRun:
         the same as :meth:`generate`."""
         g = self.generator if self.code_generator is None else self.code_generator
         return g.eval()(z.to(self.vae.device))
+
+
+@torch.no_grad()
+def code_statistics(generator: Decoder, cfg: GANConfig, vae: VAERun, train_x: torch.Tensor, device) -> Decoder | None:
+    """A copy of ``generator`` whose BatchNorm statistics are gathered afresh, as a plain average, over
+    ``cfg.code_stats`` batches of 32 codes mu(x) of the training images ``train_x`` (uint8) drawn with the run's
+    seed, of which a share ``1 - cfg.code_share`` are prior samples z ~ N(0, I) instead (drawn with the same
+    generator, after the batch's codes): the generator that renders codes of real images (GANConfig.code_stats).
+    The same draws for the same run, so a snapshot's is gathered as the finished run's was. None where the
+    generator has no BatchNorm."""
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in generator.modules()):
+        return None
+    pick = torch.Generator().manual_seed(cfg.seed)
+    n_codes = max(1, round(32 * cfg.code_share))
+
+    def codes(_):
+        idx = torch.randint(0, len(train_x), (n_codes,), generator=pick)
+        mu = vae.encode(uint8_to_model(train_x[idx].to(device)))[0]
+        if n_codes == 32:
+            return mu
+        return torch.cat([mu, torch.randn(32 - n_codes, mu.shape[1], generator=pick).to(device)])
+
+    return standing_statistics(generator, cfg.code_stats, codes)
 
 
 def require(folder: RunDir, what: str = "the run") -> Path:

@@ -23,12 +23,11 @@ from .config import GANConfig, VAEConfig
 from .data import DeviceBatches, ImageData, bind_data, load_data
 from .errors import LsrError
 from .loop import Diverged, RunOptions, finite_weights, fit
-from .nn import standing_statistics
-from .pixels import uint8_to_model
 from .runs import (
     GANRun,
     RunDir,
     VAERun,
+    code_statistics,
     config_hash,
     load_gan_run,
     load_vae_run,
@@ -169,29 +168,16 @@ def _bound_to(vae: VAERun | None) -> dict:
 @torch.no_grad()
 def _code_statistics(cfg, stage, weights: dict, vae: VAERun | None, data, device) -> dict:
     """``weights`` plus, where ``cfg.code_stats`` asks (GANConfig), ``"generator_codes"``: the rendering generator
-    (the moving average where kept) with its BatchNorm statistics gathered afresh, as a plain average, over
-    ``code_stats`` batches of 32 codes mu(x) of training images drawn with the run's seed, of which a share
-    ``1 - code_share`` are prior samples z ~ N(0, I) instead (drawn with the same generator, after the batch's
-    codes). Only the statistics differ from the generator's; G(z) keeps its own."""
+    (the moving average where kept) with its BatchNorm statistics gathered afresh over codes of training images
+    (:func:`~lsr_utils.runs.code_statistics`). Only the statistics differ from the generator's; G(z) keeps its own."""
     if not (isinstance(cfg, GANConfig) and cfg.code_stats and vae is not None):
         return weights
     key = "generator_ema" if "generator_ema" in weights else "generator"
     g = copy.deepcopy(stage.templates[key]).to(device)
     g.load_state_dict(weights[key])
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in g.modules()):
+    g = code_statistics(g, cfg, vae, data.train_x, device)
+    if g is None:
         return weights
-    pick = torch.Generator().manual_seed(cfg.seed)
-
-    n_codes = max(1, round(32 * cfg.code_share))
-
-    def codes(_):
-        idx = torch.randint(0, len(data.train_x), (n_codes,), generator=pick)
-        mu = vae.encode(uint8_to_model(data.train_x[idx].to(device)))[0]
-        if n_codes == 32:
-            return mu
-        return torch.cat([mu, torch.randn(32 - n_codes, mu.shape[1], generator=pick).to(device)])
-
-    g = standing_statistics(g, cfg.code_stats, codes)
     return {**weights, "generator_codes": {k: t.contiguous().cpu() for k, t in g.state_dict().items()}}
 
 

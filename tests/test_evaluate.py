@@ -146,6 +146,18 @@ def test_snapshots_give_a_convergence_record_and_figure(trained, tmp_path, capsy
     # the generators differ between the kept epochs, so their measurements do; the VAE's do not
     assert len({r["values"]["mse_lsr_gan"]["mean"] for r in conv["records"]}) == 2
     assert len({r["values"]["mse_vae"]["mean"] for r in conv["records"]}) == 1
+    # the last kept epoch is the finished run, measured as the run itself is: its moving average (ema) rendering
+    # codes with the statistics gathered over training codes (code_stats), both on in the smoke recipe
+    from lsr_utils.data import load_data
+    from lsr_utils.evaluate import evaluate
+    from lsr_utils.runs import load_gan_run
+
+    assert gan.config.ema and gan.config.code_stats
+    data = load_data("shapes", n_train=2, n_test=64, seed=gan.config.vae.data_seed)
+    whole = evaluate(load_gan_run(gan.path), data.test_x, data.test_y, clf, clean=data.test_clean, progress=False,
+                     command="test")
+    for name in ("mse_lsr_gan", "absolute_lsr_gan", "sharpness_lsr_gan"):
+        assert conv["records"][-1]["values"][name]["mean"] == pytest.approx(whole["values"][name]["mean"]), name
     assert json.loads(figure.with_suffix(".json").read_text()) == conv
     assert figure.with_suffix(".png").stat().st_size > 0 and figure.with_suffix(".pdf").stat().st_size > 0
     assert "epoch    2:" in capsys.readouterr().out
@@ -290,7 +302,8 @@ def test_classifier_spread_benchmark_reads_the_runs_renderings_with_each_classif
     rows, summary = readings([(f"k{k}", ByLevel(k)) for k in range(4)], images, data.test_y, names)
     with torch.no_grad():
         mu = gan.vae.encode(uint8_to_model(data.test_x))[0]
-        g, d = model_to_unit(gan.generator.eval()(mu)), model_to_unit(gan.vae.decoder.eval()(mu))
+        # the run's renderings of codes: with the statistics gathered over training codes (code_stats)
+        g, d = model_to_unit(gan.render(mu)), model_to_unit(gan.vae.decoder.eval()(mu))
     differ = []
     for row, k in zip(rows, range(4)):
         want_g = round(accuracy(ByLevel(k).predict(g), data.test_y).mean * 100, 1)
