@@ -10,7 +10,10 @@ and the share of images that all five classifiers of the panel (``lsr_utils.demo
 shape they agree on, whichever it is: the classifiers are trained on textured images and are rarely confident on
 flat renderings, even correct ones, so agreement is read rather than confidence). Latents: the prior z ~ N(0, I) that the method samples (random samples, Figure 5), and, as a
 diagnostic only, z' drawn from a Gaussian fitted to the codes mu(x) of the 8,000 training images (their mean and
-full covariance: the aggregate posterior as one Gaussian, which the method never samples). Reference rows: the
+full covariance: the aggregate posterior as one Gaussian, which the method never samples), and z'' from the same
+Gaussian with its covariance's diagonal only (each dimension's own mean and spread: whether the mismatch lies in
+each dimension's scale, which a per-dimension rescaling of the latent could remove, or across dimensions, in how the
+codes co-vary). Reference rows: the
 held-out images themselves (first 1,000 against all) and the renderings of their codes. ``--figure`` writes a grid,
 one row of 16 images per row of the table.
 """
@@ -25,6 +28,12 @@ def gaussian_fit(codes: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """``z`` (standard normal draws) mapped onto the Gaussian fitted to ``codes``: their mean and full covariance."""
     cov = torch.cov(codes.T)
     return codes.mean(0) + z @ torch.linalg.cholesky(cov + 1e-6 * torch.eye(len(cov))).T
+
+
+def diagonal_fit(codes: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``z`` mapped onto the Gaussian with the codes' mean and each dimension's variance (no covariance between
+    dimensions)."""
+    return codes.mean(0) + z * codes.var(0).sqrt()
 
 
 def agreement(names: torch.Tensor) -> float:
@@ -54,7 +63,7 @@ def main() -> None:
     eig = torch.linalg.eigvalsh(torch.cov(codes.T)).flip(0)
     n, dim = 1000, cfg.vae.latent_dim
     z = torch.randn(n, dim, generator=torch.Generator().manual_seed(7))
-    z_fit = gaussian_fit(codes, z)
+    z_fit, z_diag = gaussian_fit(codes, z), diagonal_fit(codes, z)
     mu_test = encode(data.test_x[:n])
     extractor = panel[0][1].feature_extractor()  # the demo's classifier (the panel's first), as the demo's scores
     reference = image_statistics(uint8_to_unit(data.test_x), extractor)
@@ -69,11 +78,15 @@ def main() -> None:
             "VAE D(z), z ~ N(0, I) (the method's random samples)": render(vae.decode, z),
             "LSR-GAN G(z), z ~ N(0, I) (the method's random samples)": render(gan.generate, z),
             "diagnostic: VAE D(z'), z' ~ Gaussian fit of the training codes": render(vae.decode, z_fit),
-            "diagnostic: LSR-GAN G(z'), z' ~ Gaussian fit of the training codes": render(gan.generate, z_fit)}
+            "diagnostic: LSR-GAN G(z'), z' ~ Gaussian fit of the training codes": render(gan.generate, z_fit),
+            "diagnostic: VAE D(z''), z'' ~ diagonal Gaussian fit of the training codes": render(vae.decode, z_diag),
+            "diagnostic: LSR-GAN G(z''), z'' ~ diagonal Gaussian fit of the training codes":
+                render(gan.generate, z_diag)}
     out = {"seed": a.seed, "dataset": a.dataset, "run": gan.path.name, "hardware": device_name(device),
            "classifiers": [label for label, _ in panel], "n": n,
            "code_covariance_top_eigenvalues": [round(float(e), 2) for e in eig[:4]],
            "code_norm_mean": round(float(codes.norm(dim=1).mean()), 2),
+           "code_variance_largest_per_dimension": round(float(codes.var(0).max()), 2),
            "prior_norm_mean": round(float(z.norm(dim=1).mean()), 2), "rows": {}}
     print(f"seed {a.seed} ({a.dataset}): top eigenvalues of cov(mu(x)) {out['code_covariance_top_eigenvalues']}, "
           f"mean norm of mu(x) {out['code_norm_mean']} against {out['prior_norm_mean']} for z ~ N(0, I)")

@@ -343,15 +343,21 @@ def test_panel_classification_is_the_mean_of_the_classifiers_readings():
 
 
 def test_prior_mismatch_draws_from_the_codes_gaussian_and_counts_unanimous_names():
-    """benchmarks/prior_mismatch.py: z' has the codes' mean and covariance (not the prior's); agreement counts the
+    """benchmarks/prior_mismatch.py: z' has the codes' mean and covariance (not the prior's), z'' their mean and
+    each dimension's variance only; agreement counts the
     images every classifier names alike."""
-    from benchmarks.prior_mismatch import agreement, gaussian_fit
+    from benchmarks.prior_mismatch import agreement, diagonal_fit, gaussian_fit
 
     g = torch.Generator().manual_seed(0)
     codes = torch.randn(4000, 3, generator=g) @ torch.tensor([[3.0, 0, 0], [1.0, 0.5, 0], [0, 0, 0.1]]) + 2
     z = gaussian_fit(codes, torch.randn(20000, 3, generator=g))
     assert torch.allclose(z.mean(0), codes.mean(0), atol=0.1)
     assert torch.allclose(torch.cov(z.T), torch.cov(codes.T), rtol=0.05, atol=0.02)
+    # z'': the same mean and each dimension's variance, but no covariance between dimensions
+    zd = diagonal_fit(codes, torch.randn(20000, 3, generator=g))
+    assert torch.allclose(zd.mean(0), codes.mean(0), atol=0.1)
+    assert torch.allclose(zd.var(0), codes.var(0), rtol=0.05)
+    assert torch.cov(codes.T)[0, 1] > 0.4 and abs(float(torch.cov(zd.T)[0, 1])) < 0.1
     assert agreement(torch.tensor([[0, 1, 2, 3], [0, 1, 0, 3], [0, 2, 2, 3]])) == 50.0
 
 
