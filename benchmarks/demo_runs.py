@@ -18,9 +18,11 @@ def demo_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def load_demo(a: argparse.Namespace) -> SimpleNamespace:
+def load_demo(a: argparse.Namespace, vae_epochs: int | None = None) -> SimpleNamespace:
     """The demo's configuration, data, VAE, LSR-GAN and panel of classifiers (quick profile, CPU), all reused from
-    ``a.runs``; stops, saying so, where the demo had not finished there (nothing is left trained in its place)."""
+    ``a.runs``; stops, saying so, where the demo had not finished there (nothing is left trained in its place).
+    ``vae_epochs``: the demo's configuration with stage 1 that many epochs long instead, its VAE and LSR-GAN
+    trained in ``a.runs`` where not there yet (the panel is still the demo's)."""
     from lsr_utils.config import profile_sizes
     from lsr_utils.data import load_data
     from lsr_utils.demo import demo_config, train_panel
@@ -28,13 +30,15 @@ def load_demo(a: argparse.Namespace) -> SimpleNamespace:
 
     profile, device = "quick", torch.device("cpu")
     cfg = demo_config(profile, a.dataset, a.seed)
+    if vae_epochs is not None:
+        cfg = cfg.replace(vae=cfg.vae.replace(epochs=vae_epochs))
     n_test = (profile_sizes(profile, a.dataset).n_test or 2000) if a.dataset == "shapes" else None
     data = load_data(a.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=n_test, seed=cfg.vae.data_seed,
                      progress=False)
     kw = dict(out=a.runs, device=device, progress=False)
     vae = train_vae(cfg.vae, data, **kw)
     gan = train_lsr_gan(cfg, data, vae=vae, **kw)
-    if not (vae.reused and gan.reused):
+    if vae_epochs is None and not (vae.reused and gan.reused):
         raise SystemExit(f"{a.runs} held no finished demo of seed {a.seed}: it was trained now; run lsr demo first")
     panel = train_panel(a.dataset, profile, data, **kw)
     return SimpleNamespace(cfg=cfg, data=data, vae=vae, gan=gan, panel=panel, device=device)

@@ -1,7 +1,7 @@
 """Why the demo's random samples are not objects: the prior the samples come from, not the networks that render them.
 
     python -m benchmarks.prior_mismatch RUNS --seed S [--dataset shapes] [--data-root DATA] [--json FILE]
-                                        [--figure FILE.png]
+                                        [--figure FILE.png] [--vae-epochs E]
 
 ``RUNS`` is the runs folder of a finished ``lsr demo --seed S`` (the VAE, the LSR-GAN and the five panel classifiers
 are reused; nothing is trained). Each row renders 1,000 latents and reads them two ways: the Frechet distance to the
@@ -15,7 +15,9 @@ Gaussian with its covariance's diagonal only (each dimension's own mean and spre
 each dimension's scale, which a per-dimension rescaling of the latent could remove, or across dimensions, in how the
 codes co-vary). Reference rows: the
 held-out images themselves (first 1,000 against all) and the renderings of their codes. ``--figure`` writes a grid,
-one row of 16 images per row of the table.
+one row of 16 images per row of the table. ``--vae-epochs E``: the same rows for the demo's configuration with a
+stage 1 of E epochs (its VAE and LSR-GAN trained in RUNS where not there yet, the panel the demo's): whether a longer
+stage 1 brings the codes closer to the prior; the record adds the VAE's KL per training image.
 """
 from __future__ import annotations
 
@@ -46,20 +48,24 @@ def main() -> None:
 
     p = demo_parser(__doc__.splitlines()[0])
     p.add_argument("--figure", default=None, help="write a grid of the renderings here (PNG)")
+    p.add_argument("--vae-epochs", type=int, default=None,
+                   help="the demo's configuration with stage 1 this many epochs long (trained in RUNS if need be)")
     a = p.parse_args()
 
     from lsr_utils.fid import distance, image_statistics
+    from lsr_utils.losses import kl_per_dimension
     from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
     from lsr_utils.runtime import device_name
 
-    demo = load_demo(a)
+    demo = load_demo(a, a.vae_epochs)
     cfg, data, vae, gan, panel, device = demo.cfg, demo.data, demo.vae, demo.gan, demo.panel, demo.device
     torch.set_grad_enabled(False)
 
     def encode(x):
         return torch.cat([vae.encode(uint8_to_model(x[i:i + 500]))[0] for i in range(0, len(x), 500)])
 
-    codes = encode(data.train_x)
+    codes, logvar = (torch.cat(t) for t in zip(*[vae.encode(uint8_to_model(data.train_x[i:i + 500]))
+                                                  for i in range(0, len(data.train_x), 500)]))
     eig = torch.linalg.eigvalsh(torch.cov(codes.T)).flip(0)
     n, dim = 1000, cfg.vae.latent_dim
     z = torch.randn(n, dim, generator=torch.Generator().manual_seed(7))
@@ -82,7 +88,9 @@ def main() -> None:
             "diagnostic: VAE D(z''), z'' ~ diagonal Gaussian fit of the training codes": render(vae.decode, z_diag),
             "diagnostic: LSR-GAN G(z''), z'' ~ diagonal Gaussian fit of the training codes":
                 render(gan.generate, z_diag)}
-    out = {"seed": a.seed, "dataset": a.dataset, "run": gan.path.name, "hardware": device_name(device),
+    out = {"seed": a.seed, "dataset": a.dataset, "vae_epochs": cfg.vae.epochs,
+           "run": "/".join(gan.path.parts[-2:]), "hardware": device_name(device),
+           "vae_kl_per_image": round(float(kl_per_dimension(codes, logvar).sum()), 1),
            "classifiers": [label for label, _ in panel], "n": n,
            "code_covariance_top_eigenvalues": [round(float(e), 2) for e in eig[:4]],
            "code_norm_mean": round(float(codes.norm(dim=1).mean()), 2),
