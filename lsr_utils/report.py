@@ -472,7 +472,11 @@ def write_claims(results: str | Path = "results", out: str | Path | None = None)
           "when it exceeds two combined standard errors, where the error combines the choice of test images (each "
           "value's standard error) with the training noise (the run-to-run standard deviation of the metric over "
           "seeds, `results/seed_spread_<dataset>_<profile>.json`, where measured); smaller differences read "
-          "\"within noise\". The evidence column says which training noise was used.", "",
+          "\"within noise\". A trend along a sweep (beta or lambda) is judged on every point of it, not the two "
+          "ends: the slope of a weighted least-squares line of the value over log10(beta) or log10(lambda), each "
+          "point weighted by 1 / (its standard error^2 + the training noise^2), against twice the slope's standard "
+          "error; Spearman's rank correlation is printed beside it, descriptive only. The evidence column says which "
+          "training noise was used.", "",
           "| where in the paper | claim | notebook (profile) | verdict | evidence | kit figure |", "|---|---|---|---|---|---|"]
     safe_figure = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(png|pdf|svg)$")
     for nb, profile, _src, c, figs in rows:
