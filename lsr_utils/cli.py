@@ -280,14 +280,20 @@ def _executor_options(p: argparse.ArgumentParser) -> None:
 
 
 def _command_line(argv: list[str] | None = None, cwd: str | None = None) -> str:
-    """The command as a record keeps it: an absolute path given as an argument (``--data-root /home/me/data`` or
-    ``--data-root=/home/me/data``) is written relative to the working directory, so that no committed record
-    carries the layout of the machine that made it."""
+    """The command as a record keeps it, without the layout of the machine that made it: an absolute path given as
+    an argument (``--data-root /home/me/data`` or ``--data-root=/home/me/data``) is written relative to the working
+    directory where it lies inside it, and as ``.../<its last name>`` where it lies outside (``.../data``), as is
+    a relative path that climbs out of it."""
     cwd = os.getcwd() if cwd is None else cwd
 
     def portable(arg: str) -> str:
         key, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
-        return key + eq + (os.path.relpath(value, cwd) if os.path.isabs(value) else value)
+        if not (os.path.isabs(value) or value.startswith("..")):
+            return arg
+        rel = os.path.relpath(os.path.join(cwd, value), cwd)
+        if rel == ".." or rel.startswith(".." + os.sep):
+            rel = ".../" + os.path.basename(os.path.normpath(os.path.join(cwd, value)))
+        return key + eq + rel
 
     return "lsr " + " ".join(shlex.quote(portable(a)) for a in (sys.argv[1:] if argv is None else argv))
 

@@ -194,10 +194,14 @@ def test_several_betas_or_lambdas_train_at_once(capsys, tmp_path):
 
 def test_the_recorded_command_carries_no_absolute_path():
     """A record's command names its data as given, but an absolute path is written relative to the working
-    directory (committed records must not carry the layout of the machine that made them)."""
+    directory where it lies inside it, and by its last name alone where it lies outside (committed records must not
+    carry the layout of the machine that made them)."""
     from lsr_utils.cli import _command_line
 
     line = _command_line(["demo", "--data-root", "/srv/me/data", "--out=/srv/me/lsr/runs", "--seed", "13"],
                          cwd="/srv/me/lsr")
-    assert line == "lsr demo --data-root ../data --out=runs --seed 13"
-    assert "/srv" not in line
+    assert line == "lsr demo --data-root .../data --out=runs --seed 13"
+    line = _command_line(["demo", "--data-root", "../../shared/data", "--figures", "figs", "--results=../res"],
+                         cwd="/srv/me/lsr")
+    assert line == "lsr demo --data-root .../data --figures figs --results=.../res"
+    assert "/srv" not in line and "me" not in line.split() and "shared" not in line
