@@ -61,16 +61,15 @@ def main() -> None:
     cfg, data, vae, gan, panel, device = demo.cfg, demo.data, demo.vae, demo.gan, demo.panel, demo.device
     torch.set_grad_enabled(False)
 
-    def encode(x):
-        return torch.cat([vae.encode(uint8_to_model(x[i:i + 500]))[0] for i in range(0, len(x), 500)])
+    def encode(x):  # (mu, logvar) of uint8 images, 500 at a time
+        return tuple(torch.cat(t) for t in zip(*[vae.encode(uint8_to_model(x[i:i + 500])) for i in range(0, len(x), 500)]))
 
-    codes, logvar = (torch.cat(t) for t in zip(*[vae.encode(uint8_to_model(data.train_x[i:i + 500]))
-                                                  for i in range(0, len(data.train_x), 500)]))
+    codes, logvar = encode(data.train_x)
     eig = torch.linalg.eigvalsh(torch.cov(codes.T)).flip(0)
     n, dim = 1000, cfg.vae.latent_dim
     z = torch.randn(n, dim, generator=torch.Generator().manual_seed(7))
     z_fit, z_diag = gaussian_fit(codes, z), diagonal_fit(codes, z)
-    mu_test = encode(data.test_x[:n])
+    mu_test = encode(data.test_x[:n])[0]
     extractor = panel[0][1].feature_extractor()  # the demo's classifier (the panel's first), as the demo's scores
     reference = image_statistics(uint8_to_unit(data.test_x), extractor)
 

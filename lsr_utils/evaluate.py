@@ -53,7 +53,7 @@ from .metrics import (
 from .nn import reparameterize
 from .pixels import model_to_unit, uint8_to_model, uint8_to_unit
 from .progress import progress_bar
-from .runs import GANRun, code_statistics, environment, load_run, load_state, now
+from .runs import GANRun, code_statistics, environment, load_run, load_state, now, rendering_key
 
 RANDOM_SEED = 1234  # z ~ N(0, I) for the random samples of every evaluation
 MIN_TEST_IMAGES = 10
@@ -416,11 +416,11 @@ def convergence(path, *, epochs=None, n_test: int = 2000, data_root=None, device
                                       out=path.parents[2], device=device, data_root=data_root, progress=progress)
     # each snapshot measured as the finished run is: its moving average where the run keeps one (GANConfig.ema),
     # and for codes of real images its statistics gathered afresh (GANConfig.code_stats)
-    key = "generator_ema" if getattr(cfg, "ema", 0) else "generator"
     recs = []
     for e in epochs:
         file = path / "snapshots" / f"epoch-{e:04d}.pt"
         snap = load_tensors(file, "snapshot")
+        key = rendering_key(cfg, snap)
         load_state(run.generator, snap.get(key), file, key)
         if run.code_generator is not None:
             run.code_generator = code_statistics(run.generator, cfg, run.vae, data.train_x, run.vae.device)

@@ -523,6 +523,12 @@ class GANRun:
         return g.eval()(z.to(self.vae.device))
 
 
+def rendering_key(cfg, weights: dict) -> str:
+    """Which generator of a saved weights dict (a run's or a snapshot's) renders: its moving average where the run
+    keeps one (GANConfig.ema), else the generator itself."""
+    return "generator_ema" if getattr(cfg, "ema", 0) and "generator_ema" in weights else "generator"
+
+
 @torch.no_grad()
 def code_statistics(generator: Decoder, cfg: GANConfig, vae: VAERun, train_x: torch.Tensor, device) -> Decoder | None:
     """A copy of ``generator`` whose BatchNorm statistics are gathered afresh, as a plain average, over
@@ -567,7 +573,7 @@ def _load(path, kind: str, nets, device) -> tuple:
     names = ("encoder", "decoder") if kind == "vae" else ("generator", "discriminator")
     for name, net in zip(names, built):
         # a generator with a moving average of its weights renders with the average (GANConfig.ema)
-        key = "generator_ema" if name == "generator" and getattr(cfg, "ema", 0) and "generator_ema" in w else name
+        key = rendering_key(cfg, w) if name == "generator" else name
         load_state(net, w.get(key), folder / "weights.pt", key)
     if kind == "gan" and "generator_codes" in w:  # its BatchNorm statistics for codes of real images (code_stats)
         built = [*built, copy.deepcopy(built[0])]
