@@ -3,12 +3,13 @@
 # of one paper-schedule CIFAR-10 point (Table 1's beta = 1, lambda = 1: the VAE's 100 epochs, then the LSR-GAN's
 # 500, at batch 32) as the time left allows, stopped at a checkpoint so that the next session resumes it.
 #
-#     OUT=folder DATA=folder RUNS=folder PARTS="selfcheck speed kernels point" bash benchmarks/gpu_session.sh [SECONDS]
+#     OUT=folder DATA=folder RUNS=folder PARTS="selfcheck speed kernels gz point" bash benchmarks/gpu_session.sh [SECONDS]
 #
 # DATA holds cifar10-jpeg/train.zip + test.zip (the loader's layout; only the training split is used here).
 # RUNS is the runs folder: carry the one a previous session brought back and the point goes on from there.
 # Everything it measures lands in OUT: session.log, selfcheck.log, gpu_speed.json, selfcheck_kernels.json, and
-# vae/ and gan/ (each run's config.json, run.json, losses.csv and checkpoint.pt or weights.pt).
+# vae/ and gan/ (each run's config.json, run.json, losses.csv and checkpoint.pt or weights.pt); with the part gz, the
+# demo's record and figure and prior_mismatch_gz.jsonl with a grid per stage-1 length (GZ_EPOCHS, default 25 50 100).
 set -u
 OUT=${OUT:?set OUT to the folder for the results}
 DATA=${DATA:-.gpu/data}
@@ -79,6 +80,22 @@ bring_back() {  # a run folder's record, flat, into OUT/$1
     cp "$2"/weights.pt "$OUT/$1/" 2>/dev/null || cp "$2"/checkpoint.pt "$OUT/$1/" 2>/dev/null
     echo "$1: $(basename "$2"): $(grep -o '"status": "[a-z]*"' "$2"/run.json) last $(tail -1 "$2"/losses.csv)"
 }
+# issue 28: do random samples G(z) of the demo's configuration become objects once stage 1 is long enough? The demo
+# (seed 13) on the GPU for its panel of classifiers, then its configuration with a stage 1 of E epochs, E in
+# $GZ_EPOCHS, each read by benchmarks/prior_mismatch.py (covariance of the codes, the panel on G(z), a grid).
+if has gz; then
+    echo "== demo G(z) over longer stages 1 ($(left) s left)"
+    timeout $(( $(left) - 30 )) python3 -m lsr_utils.cli demo --seed 13 --device "$DEVICE" --out "$RUNS/gz" \
+        --no-progress --profile quick 2>&1 | tail -25
+    cp "$RUNS/gz/demo/demo.json" "$RUNS/gz/demo/demo.png" "$OUT/" 2>/dev/null
+    for e in ${GZ_EPOCHS:-25 50 100}; do
+        [ "$(left)" -gt 90 ] || { echo "no time left for --vae-epochs $e"; break; }
+        timeout $(( $(left) - 30 )) python3 -m benchmarks.prior_mismatch "$RUNS/gz" --seed 13 --device "$DEVICE" \
+            --vae-epochs "$e" --json "$OUT/prior_mismatch_gz.jsonl" --figure "$OUT/prior_mismatch_gz_e$e.png"
+        echo "prior_mismatch --vae-epochs $e rc=$?"
+    done
+fi
+
 if has point; then
     train train-vae && train train-gan
     bring_back vae "$(ls -d "$RUNS"/cifar10/vae-* 2>/dev/null | head -1)"

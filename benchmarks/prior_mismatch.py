@@ -17,7 +17,9 @@ codes co-vary). Reference rows: the
 held-out images themselves (first 1,000 against all) and the renderings of their codes. ``--figure`` writes a grid,
 one row of 16 images per row of the table. ``--vae-epochs E``: the same rows for the demo's configuration with a
 stage 1 of E epochs (its VAE and LSR-GAN trained in RUNS where not there yet, the panel the demo's): whether a longer
-stage 1 brings the codes closer to the prior; the record adds the VAE's KL per training image.
+stage 1 brings the codes closer to the prior; the record adds the VAE's KL per training image. ``--latent-dim L``:
+likewise with a latent of L dimensions instead of Table 3's 128 (a diagnostic of why the codes do not fill the prior;
+the demo keeps 128).
 """
 from __future__ import annotations
 
@@ -43,26 +45,30 @@ def agreement(names: torch.Tensor) -> float:
     return float((names == names[0]).all(0).float().mean()) * 100
 
 
-def main() -> None:
+def main(argv: list[str] | None = None, note: dict | None = None) -> None:
+    """``argv``: the command line (default: sys.argv); ``note``: fields added to the record (another benchmark's)."""
     from benchmarks.demo_runs import demo_parser, load_demo
 
     p = demo_parser(__doc__.splitlines()[0])
     p.add_argument("--figure", default=None, help="write a grid of the renderings here (PNG)")
     p.add_argument("--vae-epochs", type=int, default=None,
                    help="the demo's configuration with stage 1 this many epochs long (trained in RUNS if need be)")
-    a = p.parse_args()
+    p.add_argument("--latent-dim", type=int, default=None,
+                   help="diagnostic: the demo's configuration with a latent of this many dimensions (Table 3: 128)")
+    a = p.parse_args(argv)
 
     from lsr_utils.fid import distance, image_statistics
     from lsr_utils.losses import kl_per_dimension
     from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
     from lsr_utils.runtime import device_name
 
-    demo = load_demo(a, a.vae_epochs)
+    demo = load_demo(a, a.vae_epochs, a.latent_dim)
     cfg, data, vae, gan, panel, device = demo.cfg, demo.data, demo.vae, demo.gan, demo.panel, demo.device
     torch.set_grad_enabled(False)
 
     def encode(x):  # (mu, logvar) of uint8 images, 500 at a time
-        return tuple(torch.cat(t) for t in zip(*[vae.encode(uint8_to_model(x[i:i + 500])) for i in range(0, len(x), 500)]))
+        return tuple(torch.cat(t).cpu() for t in zip(*[vae.encode(uint8_to_model(x[i:i + 500]))
+                                                        for i in range(0, len(x), 500)]))
 
     codes, logvar = encode(data.train_x)
     eig = torch.linalg.eigvalsh(torch.cov(codes.T)).flip(0)
@@ -74,7 +80,7 @@ def main() -> None:
     reference = image_statistics(uint8_to_unit(data.test_x), extractor)
 
     def render(f, latents):
-        return torch.cat([model_to_unit(f(latents[i:i + 125])) for i in range(0, len(latents), 125)])
+        return torch.cat([model_to_unit(f(latents[i:i + 125]).cpu()) for i in range(0, len(latents), 125)])
 
     gan.generator.eval()
     rows = {"held-out images (reference)": uint8_to_unit(data.test_x[:n]),
@@ -87,14 +93,14 @@ def main() -> None:
             "diagnostic: VAE D(z''), z'' ~ diagonal Gaussian fit of the training codes": render(vae.decode, z_diag),
             "diagnostic: LSR-GAN G(z''), z'' ~ diagonal Gaussian fit of the training codes":
                 render(gan.generate, z_diag)}
-    out = {"seed": a.seed, "dataset": a.dataset, "vae_epochs": cfg.vae.epochs,
+    out = {"seed": a.seed, "dataset": a.dataset, "vae_epochs": cfg.vae.epochs, "latent_dim": cfg.vae.latent_dim,
            "run": "/".join(gan.path.parts[-2:]), "hardware": device_name(device),
            "vae_kl_per_image": round(float(kl_per_dimension(codes, logvar).sum()), 1),
            "classifiers": [label for label, _ in panel], "n": n,
            "code_covariance_top_eigenvalues": [round(float(e), 2) for e in eig[:4]],
            "code_norm_mean": round(float(codes.norm(dim=1).mean()), 2),
            "code_variance_largest_per_dimension": round(float(codes.var(0).max()), 2),
-           "prior_norm_mean": round(float(z.norm(dim=1).mean()), 2), "rows": {}}
+           "prior_norm_mean": round(float(z.norm(dim=1).mean()), 2), **(note or {}), "rows": {}}
     print(f"seed {a.seed} ({a.dataset}): top eigenvalues of cov(mu(x)) {out['code_covariance_top_eigenvalues']}, "
           f"mean norm of mu(x) {out['code_norm_mean']} against {out['prior_norm_mean']} for z ~ N(0, I)")
     print(f"| {a.dataset}, seed {a.seed} | kit_cfd to held-out images | named alike by the 5 classifiers, % |\n"

@@ -361,6 +361,24 @@ def test_prior_mismatch_draws_from_the_codes_gaussian_and_counts_unanimous_names
     assert agreement(torch.tensor([[0, 1, 2, 3], [0, 1, 0, 3], [0, 2, 2, 3]])) == 50.0
 
 
+def test_beta_warmdown_falls_linearly_to_the_configured_beta_and_refuses_a_folder_with_a_vae(tmp_path, monkeypatch):
+    """benchmarks/beta_warmdown.py: beta starts at --beta-from, reaches the configuration's at --steps and stays; the
+    schedule is not in a run's folder name, so a runs folder already holding a VAE run is refused before anything
+    trains or is copied."""
+    from benchmarks.beta_warmdown import beta_at, main
+
+    assert beta_at(0, 1.0, 4.0, 500) == 4.0 and beta_at(250, 1.0, 4.0, 500) == 2.5
+    assert beta_at(500, 1.0, 4.0, 500) == 1.0 and beta_at(10_000, 1.0, 4.0, 500) == 1.0
+    assert beta_at(0, 1.0, 4.0, 0) == 1.0  # no steps: no schedule
+    (tmp_path / "runs" / "shapes" / "vae-b1-e3-0").mkdir(parents=True)
+    (tmp_path / "panel" / "shapes" / "classifier-w16-e4-0").mkdir(parents=True)
+    monkeypatch.setattr("sys.argv", ["beta_warmdown", str(tmp_path / "runs"), "--panel", str(tmp_path / "panel"),
+                                     "--beta-from", "4", "--steps", "500"])
+    with pytest.raises(SystemExit, match="holds a VAE run already"):
+        main()
+    assert not (tmp_path / "runs" / "shapes" / "classifier-w16-e4-0").exists()
+
+
 def test_standing_statistics_average_every_batch_and_leave_the_generator_as_it_was():
     """benchmarks/standing_stats.py: the copy's BatchNorm statistics are the plain average of the drawn batches'
     statistics (not a moving average that forgets the first), in eval mode; the given generator keeps its own."""
