@@ -61,6 +61,7 @@ def main() -> None:
             self.cfgs = cfgs
 
     steps.VAEStep.__call__ = scheduled
+    # the demo's own stage-1 length, named: prior_mismatch then trains in RUNS what is not there (not only reads)
     argv = [str(runs), "--seed", str(a.seed), "--vae-epochs", str(profile_sizes("quick", dataset).vae_epochs)]
     argv += ["--json", a.json] if a.json else []
     argv += ["--figure", a.figure] if a.figure else []

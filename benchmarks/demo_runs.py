@@ -29,7 +29,7 @@ def load_demo(a: argparse.Namespace, vae_epochs: int | None = None, latent_dim: 
     from lsr_utils.runtime import resolve_device
     from lsr_utils.train import train_lsr_gan, train_vae
 
-    profile, device = "quick", resolve_device(getattr(a, "device", "cpu"))
+    profile, device = "quick", resolve_device(a.device)
     cfg = demo_config(profile, a.dataset, a.seed)
     if vae_epochs is not None:
         cfg = cfg.replace(vae=cfg.vae.replace(epochs=vae_epochs))

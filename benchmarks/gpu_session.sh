@@ -83,7 +83,7 @@ bring_back() {  # a run folder's record, flat, into OUT/$1
 # issue 28: do random samples G(z) of the demo's configuration become objects once stage 1 is long enough? The demo
 # (seed 13) on the GPU for its panel of classifiers, then its configuration with a stage 1 of E epochs, E in
 # $GZ_EPOCHS, each read by benchmarks/prior_mismatch.py (covariance of the codes, the panel on G(z), a grid).
-if has gz; then
+if has gz && [ "$(left)" -gt 90 ]; then
     echo "== demo G(z) over longer stages 1 ($(left) s left)"
     timeout $(( $(left) - 30 )) python3 -m lsr_utils.cli demo --seed 13 --device "$DEVICE" --out "$RUNS/gz" \
         --no-progress --profile quick 2>&1 | tail -25
