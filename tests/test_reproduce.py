@@ -87,8 +87,11 @@ def smoke(smoke_out):
         time.sleep(0.2)  # until the first LSR-GAN has finished: the VAEs are done, more training is to come
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    first = list(out.rglob("weights.pt"))
-    assert first, "the reproduction was killed before it trained anything"
+    # runs marked finished when it was killed (weights.pt is written just before run.json says so: a run killed in
+    # between is unfinished, and training it again is right)
+    first = [p for p in out.rglob("weights.pt")
+             if json.loads((p.parent / "run.json").read_text()).get("status") == "finished"]
+    assert first, "the reproduction was killed before it finished any run"
     mtimes = {p: p.stat().st_mtime_ns for p in first}
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
     return out, again, mtimes
