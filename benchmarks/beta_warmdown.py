@@ -38,8 +38,8 @@ def main() -> None:
     a = p.parse_args()
 
     from benchmarks import prior_mismatch
-    from lsr_utils import steps
-    from lsr_utils.config import profile_sizes
+    from lsr_utils.method import steps
+    from lsr_utils.method.config import profile_for
 
     runs, dataset = Path(a.runs), "shapes"
     if any((runs / dataset).glob("vae-*")):
@@ -62,7 +62,7 @@ def main() -> None:
 
     steps.VAEStep.__call__ = scheduled
     # the demo's own stage-1 length, named: prior_mismatch then trains in RUNS what is not there (not only reads)
-    argv = [str(runs), "--seed", str(a.seed), "--vae-epochs", str(profile_sizes("quick", dataset).vae_epochs)]
+    argv = [str(runs), "--seed", str(a.seed), "--vae-epochs", str(profile_for("quick", dataset).vae_epochs)]
     argv += ["--json", a.json] if a.json else []
     argv += ["--figure", a.figure] if a.figure else []
     prior_mismatch.main(argv, note={"beta_schedule": {"from": a.beta_from, "steps": a.steps,

@@ -32,7 +32,7 @@ import torch
 def renderings(runs, test_x: torch.Tensor, device) -> tuple[dict, list[str]]:
     """The images every classifier reads, in [0, 1]: the raw test images, and for each run (named by its last three
     folders) the VAE's D(mu(x)) (``"<name>: D(mu(x))"``) and the LSR-GAN's G(mu(x)) (``"<name>"``), eval mode."""
-    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
+    from lsr_utils.base.pixels import model_to_unit, uint8_to_model, uint8_to_unit
 
     x = uint8_to_model(test_x.to(device))
     images, names = {"raw": uint8_to_unit(test_x)}, []
@@ -49,7 +49,7 @@ def renderings(runs, test_x: torch.Tensor, device) -> tuple[dict, list[str]]:
 def readings(classifiers, images: dict, labels: torch.Tensor, names: list[str]) -> tuple[list[dict], dict]:
     """Each (label, classifier)'s accuracy, %, on the raw images, each run's D(mu(x)) and G(mu(x)); and the range
     over classifiers of each run's G(mu(x)) and of their mean over runs."""
-    from lsr_utils.metrics import accuracy
+    from lsr_utils.measurement.metrics import accuracy
 
     rows = []
     for label, clf in classifiers:
@@ -76,11 +76,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
 
-    from lsr_utils.classifier import evaluation_classifier_config, load_classifier, train_classifier
-    from lsr_utils.config import infer_profile
+    from lsr_utils.base.runtime import resolve_device
     from lsr_utils.data import load_data
-    from lsr_utils.runs import GANRun, load_run
-    from lsr_utils.runtime import resolve_device
+    from lsr_utils.measurement.classifier import evaluation_classifier_config, load_classifier, train_classifier
+    from lsr_utils.method.config import infer_profile
+    from lsr_utils.models.finished import GANRun, load_run
+    from lsr_utils.training.loop import RunOptions
 
     t0 = time.monotonic()
     device = resolve_device(a.device)
@@ -102,8 +103,7 @@ def main() -> None:
         for seed in a.seeds:
             c = base.replace(seed=seed) if epochs is None else base.replace(seed=seed, epochs=epochs)
             label = f"seed {seed}, {c.epochs} epochs"
-            classifiers.append((label, train_classifier(c, out=a.out, device=device, data_root=a.data_root,
-                                                        progress=False)))
+            classifiers.append((label, train_classifier(c, out=a.out, device=device, data_root=a.data_root, options=RunOptions(progress=False))))
     if not classifiers:
         raise SystemExit("no classifier: give --classifier DIR or --seeds")
 

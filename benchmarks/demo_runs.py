@@ -23,11 +23,12 @@ def load_demo(a: argparse.Namespace, vae_epochs: int | None = None, latent_dim: 
     ``vae_epochs``: the demo's configuration with stage 1 that many epochs long instead, its VAE and LSR-GAN
     trained in ``a.runs`` where not there yet (the panel is still the demo's). ``latent_dim``: likewise, with a latent
     of that many dimensions instead of Table 3's 128 (a diagnostic: the demo's method keeps 128)."""
-    from lsr_utils.config import profile_sizes
+    from lsr_utils.apps.demo import demo_config, train_panel
+    from lsr_utils.base.runtime import resolve_device
     from lsr_utils.data import load_data
-    from lsr_utils.demo import demo_config, train_panel
-    from lsr_utils.runtime import resolve_device
-    from lsr_utils.train import train_lsr_gan, train_vae
+    from lsr_utils.method.config import profile_for
+    from lsr_utils.training.loop import RunOptions
+    from lsr_utils.training.train import train_lsr_gan, train_vae
 
     profile, device = "quick", resolve_device(a.device)
     cfg = demo_config(profile, a.dataset, a.seed)
@@ -35,13 +36,13 @@ def load_demo(a: argparse.Namespace, vae_epochs: int | None = None, latent_dim: 
         cfg = cfg.replace(vae=cfg.vae.replace(epochs=vae_epochs))
     if latent_dim is not None:
         cfg = cfg.replace(vae=cfg.vae.replace(latent_dim=latent_dim))
-    n_test = (profile_sizes(profile, a.dataset).n_test or 2000) if a.dataset == "shapes" else None
+    n_test = (profile_for(profile, a.dataset).n_test or 2000) if a.dataset == "shapes" else None
     data = load_data(a.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=n_test, seed=cfg.vae.data_seed,
                      progress=False)
-    kw = dict(out=a.runs, device=device, progress=False)
-    vae = train_vae(cfg.vae, data, **kw)
-    gan = train_lsr_gan(cfg, data, vae=vae, **kw)
+    kw = dict(out=a.runs, device=device)
+    vae = train_vae(cfg.vae, data, **kw, options=RunOptions(progress=False))
+    gan = train_lsr_gan(cfg, data, vae=vae, **kw, options=RunOptions(progress=False))
     if vae_epochs is None and latent_dim is None and not (vae.reused and gan.reused):
         raise SystemExit(f"{a.runs} held no finished demo of seed {a.seed}: it was trained now; run lsr demo first")
-    panel = train_panel(a.dataset, profile, data, **kw)
+    panel = train_panel(a.dataset, profile, data, **kw, progress=False)
     return SimpleNamespace(cfg=cfg, data=data, vae=vae, gan=gan, panel=panel, device=device)

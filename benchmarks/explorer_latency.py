@@ -21,9 +21,9 @@ import torch
 def build_run(device):
     from pathlib import Path
 
-    from lsr_utils.config import GANConfig, VAEConfig
-    from lsr_utils.nn import Decoder, Discriminator, Encoder
-    from lsr_utils.runs import GANRun, VAERun
+    from lsr_utils.method.config import GANConfig, VAEConfig
+    from lsr_utils.method.nn import Decoder, Discriminator, Encoder
+    from lsr_utils.models.finished import GANRun, VAERun
 
     torch.manual_seed(0)
     vcfg = VAEConfig(dataset="shapes")
@@ -45,8 +45,8 @@ def main():
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    from lsr_utils.apps.widgets import ExplorerModel, LatentExplorer
     from lsr_utils.data import load_data
-    from lsr_utils.widgets import ExplorerModel, LatentExplorer
 
     data = load_data("shapes", n_train=2, n_test=200)
     run = build_run(a.device)

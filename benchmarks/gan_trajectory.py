@@ -6,7 +6,7 @@
 
 RUN_DIR is a finished LSR-GAN run (``runs/<dataset>/vae-.../gan-...``). Stage 2
 is trained again from its VAE exactly as ``train_lsr_gan`` trains it (the same
-seeds, weights, batches and step: :class:`lsr_utils.steps.GANStep`), and every
+seeds, weights, batches and step: :class:`lsr_utils.method.steps.GANStep`), and every
 ``--every`` steps the generator is evaluated as the kit evaluates it (eval
 mode) on ``--n-test`` class-balanced test images:
 
@@ -56,14 +56,15 @@ def main() -> None:
 
     # BatchNorm statistics re-estimated over prior samples; the encoder's round trip (eq. 4's term)
     from benchmarks.latent_coverage import _recalibrated, _round_trip
-    from lsr_utils.classifier import evaluation_classifier_config, load_classifier, train_classifier
-    from lsr_utils.config import infer_profile
+    from lsr_utils.base.pixels import model_to_unit, uint8_to_model
+    from lsr_utils.base.runtime import resolve_device
     from lsr_utils.data import DeviceBatches, load_data
-    from lsr_utils.metrics import accuracy, latent_spread, sharpness
-    from lsr_utils.pixels import model_to_unit, uint8_to_model
-    from lsr_utils.runs import GANRun, load_run
-    from lsr_utils.runtime import resolve_device
-    from lsr_utils.stage import build_stage
+    from lsr_utils.measurement.classifier import evaluation_classifier_config, load_classifier, train_classifier
+    from lsr_utils.measurement.metrics import accuracy, latent_spread, sharpness
+    from lsr_utils.method.config import infer_profile
+    from lsr_utils.method.stage import build_stage
+    from lsr_utils.models.finished import GANRun, load_run
+    from lsr_utils.training.loop import RunOptions
 
     t0 = time.monotonic()
     device = resolve_device(a.device)
@@ -74,7 +75,7 @@ def main() -> None:
     for item in a.set:
         import ast
 
-        from lsr_utils.config import set_path
+        from lsr_utils.method.config import set_path
 
         field, _, text = item.partition("=")
         try:
@@ -89,9 +90,7 @@ def main() -> None:
         vae.decoder.load_state_dict(snap["decoder"])
     data = load_data(cfg.vae.dataset, root=a.data_root, n_train=cfg.vae.n_train, n_test=a.n_test,
                      seed=cfg.vae.data_seed, progress=False)
-    clf = load_classifier(a.classifier, device) if a.classifier else train_classifier(
-        evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)), out=run.path.parents[2], device=device,
-        data_root=a.data_root, progress=False)
+    clf = load_classifier(a.classifier, device) if a.classifier else train_classifier(evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)), out=run.path.parents[2], device=device, data_root=a.data_root, options=RunOptions(progress=False))
     x = uint8_to_model(data.test_x.to(device))
     mu, logvar = vae.encode(x)
 
@@ -104,10 +103,10 @@ def main() -> None:
         acc_prior_bn, _ = judged(_recalibrated(vae.decoder, cfg.vae.latent_dim, device, size=125)(mu))
         spread = latent_spread(mu.cpu(), logvar.cpu())
 
-    # stage 2 as lsr_utils.train trains it, from the kit's one builder (CPU/GPU alike; no stacking)
+    # stage 2 as lsr_utils.training.train trains it, from the kit's one builder (CPU/GPU alike; no stacking)
     batches = DeviceBatches(data.train_x, cfg.batch_size, device, channels_last=True)
-    stage = build_stage(cfg, device, total_steps=cfg.epochs * len(batches), encoders=[vae.encoder],
-                        decoders=[vae.decoder])
+    stage = build_stage(cfg, device, total_steps=cfg.epochs * len(batches), encoder=vae.encoder,
+                        decoder=vae.decoder)
     step, gen = stage.step, stage.models["generator"]
     renderer = stage.models.get("generator_ema", gen)
     shuffle = torch.Generator().manual_seed(cfg.seed)

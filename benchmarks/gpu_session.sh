@@ -33,11 +33,11 @@ python3 -c 'import sys, torch; print("python", sys.version.split()[0], "torch", 
 # the image's torch stands in for the kit's pin (nothing can be installed there); the kit itself without deps
 python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || true
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-lsr() { python3 -m lsr_utils.cli "$@"; }
+lsr() { python3 -m lsr_utils "$@"; }
 
 if has selfcheck; then
 echo "== selfcheck ($(left) s left)"
-timeout 150 python3 -m lsr_utils.cli selfcheck --device "$DEVICE" 2>&1 | tee "$OUT/selfcheck.log"
+timeout 150 python3 -m lsr_utils selfcheck --device "$DEVICE" 2>&1 | tee "$OUT/selfcheck.log"
 echo "selfcheck rc=${PIPESTATUS[0]}"
 fi
 
@@ -62,13 +62,13 @@ train() {  # train-vae | train-gan
                --no-progress)
     echo "== paper-schedule CIFAR-10 point: lsr ${cmd[*]} --graphs, for at most ${budget} s"
     t0=$(date +%s)
-    timeout -s INT "$budget" python3 -m lsr_utils.cli "${cmd[@]}" --graphs
+    timeout -s INT "$budget" python3 -m lsr_utils "${cmd[@]}" --graphs
     rc=$?
     echo "$1 rc=$rc after $(( $(date +%s) - t0 )) s"
     if [ "$rc" -ne 0 ] && [ $(( $(date +%s) - t0 )) -lt $(( budget - 10 )) ]; then
         budget=$(( $(left) - 25 ))
         echo "== the captured run stopped early: eager for ${budget} s"
-        [ "$budget" -gt 30 ] && timeout -s INT "$budget" python3 -m lsr_utils.cli "${cmd[@]}"
+        [ "$budget" -gt 30 ] && timeout -s INT "$budget" python3 -m lsr_utils "${cmd[@]}"
         rc=$?
     fi
     return "$rc"
@@ -85,7 +85,7 @@ bring_back() {  # a run folder's record, flat, into OUT/$1
 # $GZ_EPOCHS, each read by benchmarks/prior_mismatch.py (covariance of the codes, the panel on G(z), a grid).
 if has gz && [ "$(left)" -gt 90 ]; then
     echo "== demo G(z) over longer stages 1 ($(left) s left)"
-    timeout $(( $(left) - 30 )) python3 -m lsr_utils.cli demo --seed 13 --device "$DEVICE" --out "$RUNS/gz" \
+    timeout $(( $(left) - 30 )) python3 -m lsr_utils demo --seed 13 --device "$DEVICE" --out "$RUNS/gz" \
         --no-progress --profile quick 2>&1 | tail -25
     cp "$RUNS/gz/demo/demo.json" "$RUNS/gz/demo/demo.png" "$OUT/" 2>/dev/null
     for e in ${GZ_EPOCHS:-25 50 100}; do

@@ -7,9 +7,9 @@ Variants (each the real step class the kit trains with, on random images held on
 
 * ``reference``  the reference implementation's step (``benchmarks/reference.py``): DataLoader with
   per-item PIL/ToTensor/Normalize, default Adam, sigmoid + BCE, a ``.item()`` host sync every step;
-* ``eager``      :class:`lsr_utils.steps.VAEStep` / ``GANStep``: data on the device, channels-last,
+* ``eager``      :class:`lsr_utils.method.steps.VAEStep` / ``GANStep``: data on the device, channels-last,
   fused Adam, losses kept on the device;
-* ``captured``   the same step replayed as a CUDA graph (:class:`lsr_utils.steps.CapturedStep`; CUDA only);
+* ``captured``   the same step replayed as a CUDA graph (:class:`lsr_utils.speed.captured.CapturedStep`; CUDA only);
 * ``stacked8``   8 members as one stacked network (a beta sweep's VAEs, a lambda sweep's LSR-GANs),
   captured on CUDA, eager elsewhere; counted in member-images per second.
 
@@ -45,17 +45,25 @@ def reference_rate(stage, device, steps, warmup, images_hwc):
 
 def kit_step(stage, device, members: int, captured: bool):
     """The kit's step of a stage (the paper's CIFAR-10 configuration), from its one builder."""
-    from lsr_utils.config import GANConfig, VAEConfig
-    from lsr_utils.nn import Decoder, Encoder
-    from lsr_utils.stage import build_stage
+    from lsr_utils.method.config import GANConfig, VAEConfig
+    from lsr_utils.method.nn import Decoder, Encoder
+    from lsr_utils.method.stage import Build, build_stage
+    from lsr_utils.speed.captured import capture
+    from lsr_utils.speed.stacked import build_stacked_stage
 
     graphs = captured and device.type == "cuda"
+    how = Build(capturable=graphs)
     if stage == "vae":
         cfgs = [VAEConfig(dataset="cifar10", beta=1.0 + i) for i in range(members)]
-        return build_stage(cfgs, device, total_steps=10 ** 6, graphs=graphs).step
-    cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10"), lam=1.0 + i) for i in range(members)]
-    return build_stage(cfgs, device, total_steps=10 ** 6, encoders=[Encoder().eval()], decoders=[Decoder()],
-                       graphs=graphs).step
+        built = build_stage(cfgs[0], device, total_steps=10 ** 6, how=how) if members == 1 else \
+            build_stacked_stage(cfgs, device, total_steps=10 ** 6, how=how)
+    else:
+        cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10"), lam=1.0 + i) for i in range(members)]
+        built = build_stage(cfgs[0], device, total_steps=10 ** 6, encoder=Encoder().eval(), decoder=Decoder(),
+                            how=how) if members == 1 else \
+            build_stacked_stage(cfgs, device, total_steps=10 ** 6, encoders=[Encoder().eval()], decoders=[Decoder()],
+                                how=how)
+    return (capture(built) if graphs else built).step
 
 
 def kit_rate(stage, device, steps, warmup, images_chw, members=1, captured=False):
@@ -87,7 +95,7 @@ def main():
     p.add_argument("--variants", nargs="+", default=["reference", "eager", "captured", "stacked8"])
     p.add_argument("--json", default=None, help="also write the results here")
     a = p.parse_args()
-    from lsr_utils.runtime import device_name, resolve_device
+    from lsr_utils.base.runtime import device_name, resolve_device
 
     device = resolve_device(a.device)
     variants = [v for v in a.variants if v != "captured" or device.type == "cuda"]

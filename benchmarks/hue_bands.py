@@ -3,7 +3,7 @@
     python -m benchmarks.hue_bands RUN [RUN ...] [--n-test 1000] [--shrink 1 2 3 4] [--json FILE]
 
 For each finished LSR-GAN run on ``shapes`` (its VAE's data, the demo's 1,000 held-out images by default): the
-hue of the mean colour of G(mu(x)) over the object (``lsr_utils.metrics.flat_object_masks``) against the clean
+hue of the mean colour of G(mu(x)) over the object (``lsr_utils.measurement.metrics.flat_object_masks``) against the clean
 object's, in twelve 30-degree bands of the clean hue: the mean signed shift (degrees, positive = towards
 increasing hue: red -> yellow -> green), the share shifted by more than 30 degrees, and the mean saturation of
 the clean object, of G(mu(x)) and of D(mu(x)). ``--shrink S ...``: also the codes moved towards their mean by a
@@ -25,19 +25,26 @@ def _saturation(colour: torch.Tensor) -> torch.Tensor:
 
 
 def bands(run_path: str, n_test: int, shrink: list[float]) -> dict:
+    from lsr_utils.base.pixels import model_to_unit, uint8_to_model
     from lsr_utils.data import load_data
-    from lsr_utils.evaluate import render
-    from lsr_utils.metrics import HUE_TOLERANCE, flat_object_masks, hue_degrees, hue_errors, hue_shifts, share_within
-    from lsr_utils.metrics import object_colours as _object_colour
-    from lsr_utils.pixels import model_to_unit, uint8_to_model
-    from lsr_utils.runs import load_run
+    from lsr_utils.measurement.evaluate import renderings
+    from lsr_utils.measurement.metrics import (
+        HUE_TOLERANCE,
+        flat_object_masks,
+        hue_degrees,
+        hue_errors,
+        hue_shifts,
+        share_within,
+    )
+    from lsr_utils.measurement.metrics import object_colours as _object_colour
+    from lsr_utils.models.finished import load_run
 
     run = load_run(run_path, device="cpu")
     v = run.config.vae
     if v.dataset != "shapes":
         raise SystemExit(f"{run_path}: a run on {v.dataset}; object hues are defined on shapes only")
     data = load_data("shapes", n_train=v.n_train, n_test=n_test, seed=v.data_seed, progress=False)
-    r = render(run, data.test_x, clean=data.test_clean, n_random=1)
+    r = renderings(run, data.test_x, clean=data.test_clean, n_random=1)
     mask = flat_object_masks(r.clean)
     hc = hue_degrees(_object_colour(r.clean, mask))
     d = hue_shifts(r.gan, r.clean, mask)

@@ -77,13 +77,14 @@ def main() -> None:
     ap.add_argument("--floor", type=float, default=0.25, help="the dark level of the background probe, in [0, 1]")
     a = ap.parse_args()
 
-    from lsr_utils.classifier import evaluation_classifier_config, load_classifier, train_classifier
-    from lsr_utils.config import infer_profile
+    from lsr_utils.base.pixels import model_to_unit, uint8_to_model, uint8_to_unit
+    from lsr_utils.base.runtime import resolve_device
     from lsr_utils.data import load_data
-    from lsr_utils.metrics import accuracy, latent_spread
-    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
-    from lsr_utils.runs import GANRun, load_run
-    from lsr_utils.runtime import resolve_device
+    from lsr_utils.measurement.classifier import evaluation_classifier_config, load_classifier, train_classifier
+    from lsr_utils.measurement.metrics import accuracy, latent_spread
+    from lsr_utils.method.config import infer_profile
+    from lsr_utils.models.finished import GANRun, load_run
+    from lsr_utils.training.loop import RunOptions
 
     t0 = time.monotonic()
     device = resolve_device(a.device)
@@ -93,9 +94,7 @@ def main() -> None:
     cfg = run.config
     data = load_data(cfg.vae.dataset, root=a.data_root, n_test=a.n_test, seed=cfg.vae.data_seed, progress=False,
                      n_train=2 if cfg.vae.dataset == "shapes" else cfg.vae.n_train)
-    clf = load_classifier(a.classifier, device) if a.classifier else train_classifier(
-        evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)), out=run.path.parents[2], device=device,
-        data_root=a.data_root, progress=False)
+    clf = load_classifier(a.classifier, device) if a.classifier else train_classifier(evaluation_classifier_config(cfg.vae.dataset, infer_profile(cfg)), out=run.path.parents[2], device=device, data_root=a.data_root, options=RunOptions(progress=False))
     x = uint8_to_model(data.test_x.to(device))
     mu, logvar = run.vae.encode(x)
     with torch.no_grad():
@@ -175,7 +174,7 @@ def main() -> None:
 
 def _round_trip(encode, net: torch.nn.Module, codes: torch.Tensor) -> dict:
     """How well the frozen encoder gives back the codes ``net`` rendered (see the module's docstring)."""
-    from lsr_utils.losses import lsr_loss
+    from lsr_utils.method.losses import lsr_loss
 
     mu, logvar = encode(net(codes))
     c, m = codes - codes.mean(0), mu - mu.mean(0)

@@ -6,7 +6,7 @@
 ``RUNS`` is the runs folder of a finished ``lsr demo --seed S`` (the VAE, the LSR-GAN and the five panel classifiers
 are reused; nothing is trained). Each row renders 1,000 latents and reads them two ways: the Frechet distance to the
 held-out images in the features of the demo's classifier (``kit_cfd``, as the demo's ``scores``; lower is closer)
-and the share of images that all five classifiers of the panel (``lsr_utils.demo.PANEL_SEEDS``) name alike (a
+and the share of images that all five classifiers of the panel (``lsr_utils.apps.demo.PANEL_SEEDS``) name alike (a
 shape they agree on, whichever it is: the classifiers are trained on textured images and are rarely confident on
 flat renderings, even correct ones, so agreement is read rather than confidence). Latents: the prior z ~ N(0, I) that the method samples (random samples, Figure 5), and, as a
 diagnostic only, z' drawn from a Gaussian fitted to the codes mu(x) of the 8,000 training images (their mean and
@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None, note: dict | None = None) -> None:
                    help="diagnostic: the demo's configuration with a latent of this many dimensions (Table 3: 128)")
     a = p.parse_args(argv)
 
-    from lsr_utils.fid import distance, image_statistics
-    from lsr_utils.losses import kl_per_dimension
-    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
-    from lsr_utils.runtime import device_name
+    from lsr_utils.base.pixels import model_to_unit, uint8_to_model, uint8_to_unit
+    from lsr_utils.base.runtime import device_name
+    from lsr_utils.measurement.fid import distance, image_statistics
+    from lsr_utils.method.losses import kl_per_dimension
 
     demo = load_demo(a, a.vae_epochs, a.latent_dim)
     cfg, data, vae, gan, panel, device = demo.cfg, demo.data, demo.vae, demo.gan, demo.panel, demo.device

@@ -9,9 +9,9 @@ changed in the named fields only, and the schedule it names (VAE + LSR-GAN steps
 log-MSE, eq. 3, eq. 4 with the reference's lambda scale, two stages with the encoder frozen, the generator
 started from the VAE decoder, z ~ N(0, I) in stage 2) never changes. Each row: the VAE's and the LSR-GAN's
 classification on 1,000 held-out images (the mean of the demo's panel of five classifier seeds,
-``lsr_utils.demo.PANEL_SEEDS``, each reading kept in the JSON row), the sharpness ratio, the top eigenvalue of the covariance of mu(x)
+``lsr_utils.apps.demo.PANEL_SEEDS``, each reading kept in the JSON row), the sharpness ratio, the top eigenvalue of the covariance of mu(x)
 (the prior's: 1), the KL per image at the end of stage 1, on ``shapes`` the share of renderings whose object
-keeps its hue (within 30 degrees, ``lsr_utils.metrics.hue_kept``), and the wall time of training (VAE + LSR-GAN).
+keeps its hue (within 30 degrees, ``lsr_utils.measurement.metrics.hue_kept``), and the wall time of training (VAE + LSR-GAN).
 Rows print as a Markdown table and as JSON lines (``--json``). Variants train in their own folders under
 ``--out`` (run folders are reused: a rerun only evaluates).
 """
@@ -22,13 +22,15 @@ import json
 import time
 from pathlib import Path
 
-# Each variant: the fields that differ from the paper's recipe (paths of lsr_utils.config.set_path), with the
+from lsr_utils.training.loop import RunOptions
+
+# Each variant: the fields that differ from the paper's recipe (paths of lsr_utils.method.config.set_path), with the
 # schedule it trains: the demo's former 1,000 + 250 steps (4 + 1 epochs of 8,000 images at batch 32) or its
 # present 750 + 500 (3 + 2 epochs), the same wall time on a CPU (a VAE step costs more than a stage-2 step).
 OLD = {"vae.epochs": 4, "epochs": 1}
 NEW = {"vae.epochs": 3, "epochs": 2}
 RECIPE = {"vae.lr": 1e-3, "d_lr": 5e-5, "ema": 0.99, "lam": 5.0}   # the quick profile's, with the demo's lambda
-# the recipe adopted on 2026-12-05 (lsr_utils.config.QUICK_RECIPE, the demo's lambda and schedule)
+# the recipe adopted on 2026-12-05 (lsr_utils.method.config.QUICK_RECIPE, the demo's lambda and schedule)
 ADOPTED = {**NEW, **RECIPE, "ema": 0.995, "ema_warmup": 0}
 VARIANTS = {
     "paper, 1,000 + 250": OLD,
@@ -85,7 +87,7 @@ DEFAULT = list(VARIANTS)[:10]
 
 def variant_config(changes: dict, dataset: str, seed: int):
     """The quick profile's sizes with the paper's recipe (Appendix D), then ``changes`` (schedule included)."""
-    from lsr_utils.config import RECIPE_FIELDS, GANConfig, VAEConfig, make_config, set_path
+    from lsr_utils.method.config import RECIPE_FIELDS, GANConfig, VAEConfig, make_config, set_path
 
     cfg = make_config("quick", dataset=dataset, seed=seed)
     paper = GANConfig(vae=VAEConfig())
@@ -100,18 +102,17 @@ def variant_config(changes: dict, dataset: str, seed: int):
 
 def run_variant(name: str, changes: dict, seed: int, out: Path, data, clfs: list, device) -> dict:
     """Train (or reuse) one variant and read it as `lsr demo` does: ``clfs`` is the panel, (label, classifier)."""
-    from lsr_utils.demo import checked_values
-    from lsr_utils.evaluate import evaluate
-    from lsr_utils.train import train_lsr_gan, train_vae
+    from lsr_utils.apps.demo import checked_values
+    from lsr_utils.measurement.evaluate import EvalSettings, evaluate
+    from lsr_utils.training.train import train_lsr_gan, train_vae
 
     cfg = variant_config(changes, data.name, seed)
     t0 = time.monotonic()
-    vae = train_vae(cfg.vae, data, out=out, device=device, progress=False)
+    vae = train_vae(cfg.vae, data, out=out, device=device, options=RunOptions(progress=False))
     t1 = time.monotonic()
-    gan = train_lsr_gan(cfg, data, vae=vae, out=out, device=device, progress=False)
+    gan = train_lsr_gan(cfg, data, vae=vae, out=out, device=device, options=RunOptions(progress=False))
     t2 = time.monotonic()
-    rec = evaluate(gan, data.test_x, data.test_y, clfs[0][1], clean=data.test_clean, n_variance=100,
-                   panel=tuple(clfs[1:]))
+    rec = evaluate(gan, data, EvalSettings(n_variance=100, classifier=clfs[0][1]), panel=tuple(clfs[1:]))
     v = checked_values(rec)
     panel = rec["classifier_panel"]
     trained = not (vae.reused and gan.reused)
@@ -147,10 +148,10 @@ def main() -> None:
 
     import torch
 
-    from lsr_utils.config import make_config
+    from lsr_utils.apps.demo import train_panel
+    from lsr_utils.base.runtime import device_name, resolve_device
     from lsr_utils.data import load_data
-    from lsr_utils.demo import train_panel
-    from lsr_utils.runtime import device_name, resolve_device
+    from lsr_utils.method.config import make_config
 
     device = resolve_device(a.device)
     base = make_config("quick", dataset=a.dataset)

@@ -7,12 +7,12 @@ dataset turns each uint8 image into a tensor through PIL, ``ToTensor`` and
 sigmoid followed by ``binary_cross_entropy`` against 3x2x2 target maps, and a
 ``.item()`` host sync on every step's losses. Its decoder/generator upsamples
 then convolves, literally (``literal_upsampling``), where the kit's
-fuses the two (:func:`lsr_utils.nn.upsample_conv3x3`).
+fuses the two (:func:`lsr_utils.method.nn.upsample_conv3x3`).
 
 It exists for two uses only, so that neither defines it a second time:
 
 * ``benchmarks/train_speed.py`` and ``benchmarks/gpu_speed.py`` time it
-  against the kit's :class:`lsr_utils.steps.VAEStep` / :class:`~lsr_utils.steps.GANStep`;
+  against the kit's :class:`lsr_utils.method.steps.VAEStep` / :class:`~lsr_utils.method.steps.GANStep`;
 * ``tests/test_equivalence.py`` checks that, from the same weights, data and
   noise, the kit's steps produce the same losses (the fast path changes the
   speed, not the math).
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lsr_utils.nn import Decoder, Discriminator, Encoder, literal_upsampling
+from lsr_utils.method.nn import Decoder, Discriminator, Encoder, literal_upsampling
 
 
 class ReferenceStyleDataset(torch.utils.data.Dataset):

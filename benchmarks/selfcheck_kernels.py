@@ -4,7 +4,7 @@ default and with deterministic kernels, and eager against eager (the kernels' ow
     python benchmarks/selfcheck_kernels.py [--device cuda] [--steps 50] [--stages vae gan] [--json FILE]
 
 Rows: (stage, comparison, kernels) -> the first step and tensor that differ, or "equal". On a CPU the "captured" side
-is the emulated capture of :mod:`lsr_utils.selfcheck`.
+is the emulated capture of :mod:`lsr_utils.speed.selfcheck`.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from lsr_utils.runtime import device_name, resolve_device  # noqa: E402
-from lsr_utils.selfcheck import EmulatedGraphs, check_captured  # noqa: E402
+from lsr_utils.base.runtime import device_name, resolve_device  # noqa: E402
+from lsr_utils.speed.selfcheck import EmulatedGraphs, check_captured  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -6,12 +6,12 @@
 LSR-GAN and the five panel classifiers are reused, nothing is trained. The moving average of the generator's
 weights (the recipe's ``ema``) copies the live generator's BatchNorm statistics, which were gathered with other
 weights; BigGAN's "standing statistics" re-estimate them for the averaged weights. Each row reads the held-out
-renderings G(mu(x)) with the demo's panel (``lsr_utils.demo.PANEL_SEEDS``): the generator as trained; with its
+renderings G(mu(x)) with the demo's panel (``lsr_utils.apps.demo.PANEL_SEEDS``): the generator as trained; with its
 statistics re-estimated over 20 or 100 batches of 32 prior samples z ~ N(0, I) (what stage 2 trains on); and, as
 a diagnostic only (not the method: stage 2 never sees real images' codes), over codes mu(x) of training images;
 and the live generator (the weights stage 2 ended with, which the run folder keeps beside their average). Each
 row also gives the renderings' sharpness over the VAE's D(mu(x)), and on ``shapes`` the share of renderings that
-keep the object's hue (``lsr_utils.metrics.hue_kept``).
+keep the object's hue (``lsr_utils.measurement.metrics.hue_kept``).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import torch
 
 def standing(generator: torch.nn.Module, batches: int, draw, first_only: bool = False) -> torch.nn.Module:
     """A copy of ``generator`` whose BatchNorm statistics are the plain average over ``batches`` of ``draw(b)``
-    (``lsr_utils.nn.standing_statistics``, which ``GANConfig.code_stats`` uses too)."""
-    from lsr_utils.nn import standing_statistics
+    (``lsr_utils.method.nn.standing_statistics``, which ``GANConfig.code_stats`` uses too)."""
+    from lsr_utils.method.nn import standing_statistics
 
     return standing_statistics(generator, batches, draw, first_only=first_only)
 
@@ -35,10 +35,10 @@ def main() -> None:
     p = demo_parser(__doc__.splitlines()[0])
     a = p.parse_args()
 
-    from lsr_utils.files import load_tensors
-    from lsr_utils.metrics import hue_kept, sharpness
-    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
-    from lsr_utils.runtime import device_name
+    from lsr_utils.base.files import load_tensors
+    from lsr_utils.base.pixels import model_to_unit, uint8_to_model, uint8_to_unit
+    from lsr_utils.base.runtime import device_name
+    from lsr_utils.measurement.metrics import hue_kept, sharpness
 
     demo = load_demo(a)
     cfg, data, vae, gan, panel, device = demo.cfg, demo.data, demo.vae, demo.gan, demo.panel, demo.device

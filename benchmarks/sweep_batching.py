@@ -4,8 +4,8 @@
                                         [--rounds 3] [--stage vae|gan|both]
 
 One after another: M calls of ``train_vae`` (betas differ) or ``train_lsr_gan``
-(lambdas differ, one VAE). At once: one call of ``train_vae_sweep`` /
-``train_sweep(..., stack=True)`` (one wide network, sweep stacking in ``lsr_utils.nn``). Both are
+(lambdas differ, one VAE). At once: one call of ``train_sweep(..., options=RunOptions(stack=True))`` (one wide
+network: sweep stacking, ``lsr_utils.speed.stacked``). Both are
 timed by step callbacks after ``--warmup`` steps and reported as member-steps
 of batch 32 per second (images per second summed over members), interleaved
 over ``--rounds``, with the median and the min-max range, then one JSON line.
@@ -25,6 +25,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_speed import StepTimer  # noqa: E402  (the same timer as the training benchmark)
 
+from lsr_utils.training.loop import RunOptions
+
 BETAS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 15.0, 20.0)
 
 
@@ -39,8 +41,9 @@ def fresh_folder(tmp, vae):
 
 
 def one_round(stage, m, data, steps, warmup, device, tmp, vae):
-    from lsr_utils.config import GANConfig, VAEConfig
-    from lsr_utils.train import train_lsr_gan, train_sweep, train_vae
+    from lsr_utils.method.config import GANConfig, VAEConfig
+    from lsr_utils.training.sweep import train_sweep
+    from lsr_utils.training.train import train_lsr_gan, train_vae
 
     n = len(data.train_x)
     vcfg = VAEConfig(dataset="cifar10", epochs=1, n_train=n, batch_size=32)
@@ -52,22 +55,18 @@ def one_round(stage, m, data, steps, warmup, device, tmp, vae):
         timer = StepTimer(warmup, steps, device)
         folder = fresh_folder(tmp, vae)
         if stage == "vae":
-            train_vae(vcfg.replace(beta=val), data, out=folder, device=device, progress=False, callbacks=[timer],
-                      checkpoint_every_s=1e9)
+            train_vae(vcfg.replace(beta=val), data, out=folder, device=device, options=RunOptions(progress=False, callbacks=[timer], checkpoint_every_s=1e9))
         else:
-            train_lsr_gan(GANConfig(vae=vcfg, epochs=1, lam=val), data, vae=vae, out=folder, device=device,
-                          progress=False, callbacks=[timer], checkpoint_every_s=1e9)
+            train_lsr_gan(GANConfig(vae=vcfg, epochs=1, lam=val), data, vae=vae, out=folder, device=device, options=RunOptions(progress=False, callbacks=[timer], checkpoint_every_s=1e9))
         seconds += timer.t1 - timer.t0
     out["sequential"] = m * steps * 32 / seconds
     # at once
     timer = StepTimer(warmup, steps, device)
     folder = fresh_folder(tmp, vae)
     if stage == "vae":
-        train_sweep([vcfg.replace(beta=b) for b in values], data, out=folder, device=device, progress=False,
-                    callbacks=[timer], checkpoint_every_s=1e9, stack=True)
+        train_sweep([vcfg.replace(beta=b) for b in values], data, out=folder, device=device, options=RunOptions(progress=False, callbacks=[timer], checkpoint_every_s=1e9, stack=True))
     else:
-        train_sweep([GANConfig(vae=vcfg, epochs=1, lam=lam) for lam in values], data, vaes=[vae], out=folder,
-                    device=device, progress=False, callbacks=[timer], checkpoint_every_s=1e9, stack=True)
+        train_sweep([GANConfig(vae=vcfg, epochs=1, lam=lam) for lam in values], data, vaes=[vae], out=folder, device=device, options=RunOptions(progress=False, callbacks=[timer], checkpoint_every_s=1e9, stack=True))
     out["batched"] = m * steps * 32 / (timer.t1 - timer.t0)
     return out
 
@@ -81,11 +80,11 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--stage", choices=("vae", "gan", "both"), default="both")
     a = p.parse_args()
-    from lsr_utils.config import VAEConfig
+    from lsr_utils.base.progress import progress_bar
+    from lsr_utils.base.runtime import resolve_device
     from lsr_utils.data import ImageData
-    from lsr_utils.progress import progress_bar
-    from lsr_utils.runtime import resolve_device
-    from lsr_utils.train import train_vae
+    from lsr_utils.method.config import VAEConfig
+    from lsr_utils.training.train import train_vae
 
     device = resolve_device(a.device)
     if any(m < 2 or m > len(BETAS) for m in a.members):
@@ -100,8 +99,7 @@ def main():
         res["gpu"] = torch.cuda.get_device_name(0)
     times = {(s, m): {"sequential": [], "batched": []} for s in stages for m in a.members}
     with tempfile.TemporaryDirectory() as tmp:
-        vae = train_vae(VAEConfig(dataset="cifar10", epochs=1, n_train=n, batch_size=32), data, out=tmp,
-                        device=device, progress=False) if "gan" in stages else None
+        vae = train_vae(VAEConfig(dataset="cifar10", epochs=1, n_train=n, batch_size=32), data, out=tmp, device=device, options=RunOptions(progress=False)) if "gan" in stages else None
         bar = progress_bar(total=a.rounds * len(times), desc="sweep benchmark", unit="round")
         for _ in range(a.rounds):
             for (s, m), t in times.items():

@@ -3,7 +3,7 @@
     python benchmarks/train_speed.py [--device cpu|cuda] [--rounds 5] [--steps 30] [--warmup 5]
                                      [--stage vae|gan|both] [--variants kit kit-compile kit-bf16]
 
-Baseline: ``lsr_utils.reference`` (the reference implementation's step: same
+Baseline: ``benchmarks/reference.py`` (the reference implementation's step: same
 networks, batch 32, fp32, NCHW, DataLoader with per-item PIL/ToTensor/
 Normalize, default Adam, sigmoid + BCE, ``.item()`` every step).
 
@@ -32,6 +32,8 @@ import time
 import numpy as np
 import torch
 
+from lsr_utils.training.loop import RunOptions
+
 VARIANTS = ("kit", "kit-compile", "kit-bf16")
 
 
@@ -43,7 +45,7 @@ def sync(device):
 def baseline(stage, images_hwc, steps, warmup, device, batch=32):
     """Images per second of the reference-style step over ``steps`` steps after ``warmup``."""
     from benchmarks.reference import ReferenceGANStep, ReferenceVAEStep, reference_loader
-    from lsr_utils.nn import Decoder, Discriminator, Encoder
+    from lsr_utils.method.nn import Decoder, Discriminator, Encoder
 
     torch.manual_seed(13)
     if stage == "vae":
@@ -80,9 +82,9 @@ class StepTimer:
 
 def kit(stage, variant, images_chw, steps, warmup, device, vae_cache, batch=32):
     """Images per second of the kit's own training function (a fresh run in a temporary folder)."""
-    from lsr_utils.config import GANConfig, VAEConfig
     from lsr_utils.data import ImageData
-    from lsr_utils.train import train_lsr_gan, train_vae
+    from lsr_utils.method.config import GANConfig, VAEConfig
+    from lsr_utils.training.train import train_lsr_gan, train_vae
 
     n = (steps + warmup) * batch
     data = ImageData("cifar10", torch.from_numpy(images_chw[:n]), torch.zeros(n, dtype=torch.long),
@@ -91,14 +93,13 @@ def kit(stage, variant, images_chw, steps, warmup, device, vae_cache, batch=32):
     compile_ = variant == "kit-compile"
     vcfg = VAEConfig(dataset="cifar10", epochs=1, n_train=n, batch_size=batch, precision=precision)
     timer = StepTimer(warmup, steps, device)
-    common = dict(out=vae_cache, device=device, progress=False, callbacks=[timer], checkpoint_every_s=1e9,
-                  compile=compile_, fresh=True)
+    common = dict(out=vae_cache, device=device, fresh=True,
+                  options=RunOptions(progress=False, callbacks=[timer], checkpoint_every_s=1e9, compile=compile_))
     if stage == "vae":
         train_vae(vcfg, data, **common)
     else:
         if "vae" not in vae_cache_runs:  # one finished VAE serves every GAN measurement
-            vae_cache_runs["vae"] = train_vae(vcfg.replace(precision="fp32"), data, out=vae_cache, device=device,
-                                              progress=False, checkpoint_every_s=1e9)
+            vae_cache_runs["vae"] = train_vae(vcfg.replace(precision="fp32"), data, out=vae_cache, device=device, options=RunOptions(progress=False, checkpoint_every_s=1e9))
         vae = vae_cache_runs["vae"]
         gcfg = GANConfig(vae=vae.config, epochs=1, batch_size=batch, precision=precision)
         train_lsr_gan(gcfg, data, vae=vae, **common)
@@ -122,7 +123,7 @@ def main():
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["kit"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     a = p.parse_args()
-    from lsr_utils.runtime import resolve_device
+    from lsr_utils.base.runtime import resolve_device
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -138,7 +139,7 @@ def main():
            "warmup": a.warmup, "batch": 32, "torch": torch.__version__}
     if device.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(0)
-    from lsr_utils.progress import progress_bar
+    from lsr_utils.base.progress import progress_bar
 
     times = {s: {v: [] for v in ("baseline", *a.variants)} for s in stages}
     with tempfile.TemporaryDirectory() as tmp:

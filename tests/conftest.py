@@ -126,3 +126,13 @@ def pytest_report_header(config):
         return f"real-data tests: using {SHARED_DATA}"
     return (f"real-data tests: SKIPPED (no real datasets at {SHARED_DATA}; set LSR_SHARED_DATA to a folder holding "
             f"cifar10-jpeg/ and mnist/ to run them)")
+
+
+def run_folder(cfg, out):
+    """The run folder ``cfg`` (a VAEConfig or GANConfig) trains into, its data loaded as its training loads them."""
+    from lsr_utils.data import load_data
+    from lsr_utils.method.config import GANConfig
+    from lsr_utils.training.train import run_path
+
+    v = cfg.vae if isinstance(cfg, GANConfig) else cfg
+    return run_path(cfg, load_data(v.dataset, n_train=v.n_train, n_test=1, seed=v.data_seed, progress=False), out)

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 import torch
+from conftest import run_folder
 
-from lsr_utils.cli import main
-from lsr_utils.train import run_path
+from lsr_utils.apps.cli import main
 
 
 def run_cli(capsys, *argv):
@@ -78,9 +78,9 @@ def test_train_resume_and_refuse_different_config(capsys, tmp_path):
     out = str(tmp_path / "runs")
     code, stdout, err = run_cli(capsys, "train-vae", "--epochs", "1", "--out", out, *SMOKE)
     assert code == 0 and "done:" in stdout
-    from lsr_utils.config import make_config
+    from lsr_utils.method.config import make_config
 
-    path = run_path(make_config("smoke", n_train=64, vae_epochs=1).vae, out=out)
+    path = run_folder(make_config("smoke", n_train=64, vae_epochs=1).vae, out)
     assert (path / "weights.pt").exists()
     before = (path / "weights.pt").read_bytes()
     # same configuration again: reused, not retrained
@@ -93,10 +93,10 @@ def test_train_resume_and_refuse_different_config(capsys, tmp_path):
 
 
 def test_corrupt_checkpoint_via_cli(capsys, tmp_path):
-    from lsr_utils.config import make_config
+    from lsr_utils.method.config import make_config
 
     out = tmp_path / "runs"
-    path = run_path(make_config("smoke", n_train=64, vae_epochs=1).vae, out=out)
+    path = run_folder(make_config("smoke", n_train=64, vae_epochs=1).vae, out)
     path.mkdir(parents=True)
     (path / "checkpoint.pt").write_bytes(b"\x00garbage")
     code, _, err = run_cli(capsys, "train-vae", "--epochs", "1", "--out", str(out), *SMOKE)
@@ -106,7 +106,7 @@ def test_corrupt_checkpoint_via_cli(capsys, tmp_path):
 
 def test_console_script_runs_as_a_process(tmp_path):
     env = dict(os.environ, LSR_PROGRESS="0")
-    r = subprocess.run([sys.executable, "-m", "lsr_utils.cli", "train-vae", "--beta", "oops"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "lsr_utils.apps.cli", "train-vae", "--beta", "oops"], capture_output=True,
                        text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "beta must be a number" in r.stderr
 
@@ -132,7 +132,7 @@ def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
     assert len(lat["top_eigenvalues"]) == 8 and lat["top_eigenvalues"] == sorted(lat["top_eigenvalues"], reverse=True)
     assert "latent spread: covariance of mu(x), top eigenvalues" in out
     # the classification checks read the mean of a panel of classifiers (seeds of one recipe)
-    from lsr_utils.demo import PANEL_SEEDS, checked_values
+    from lsr_utils.apps.demo import PANEL_SEEDS, checked_values
 
     panel = rec["classifier_panel"]
     assert panel["classifiers"] == [f"seed {s}" for s in PANEL_SEEDS]
@@ -152,17 +152,17 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
     import signal
     import time
 
-    from lsr_utils.config import make_config
+    from lsr_utils.method.config import make_config
 
     env = dict(os.environ, LSR_PROGRESS="0")
-    args = [sys.executable, "-m", "lsr_utils.cli", "train-vae", "--profile", "smoke", "--n-train", "256",
+    args = [sys.executable, "-m", "lsr_utils.apps.cli", "train-vae", "--profile", "smoke", "--n-train", "256",
             "--epochs", "3", "--no-progress"]
     cfg = make_config("smoke", n_train=256, vae_epochs=3).vae
     ref = subprocess.run(args + ["--out", str(tmp_path / "a")], capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
-    path_b = run_path(cfg, out=tmp_path / "b")
+    path_b = run_folder(cfg, tmp_path / "b")
     deadline = time.monotonic() + 60
     while not (path_b / "checkpoint.pt").exists() and time.monotonic() < deadline:  # after the first epoch
         time.sleep(0.05)
@@ -173,7 +173,7 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
     assert (path_b / "checkpoint.pt").exists() and not (path_b / "weights.pt").exists()
     again = subprocess.run(args + ["--out", str(tmp_path / "b")], capture_output=True, text=True, env=env)
     assert again.returncode == 0 and "resuming" in again.stderr
-    wa = torch.load(run_path(cfg, out=tmp_path / "a") / "weights.pt", weights_only=True)
+    wa = torch.load(run_folder(cfg, tmp_path / "a") / "weights.pt", weights_only=True)
     wb = torch.load(path_b / "weights.pt", weights_only=True)
     for part in ("encoder", "decoder"):
         for k in wa[part]:
@@ -196,7 +196,7 @@ def test_the_recorded_command_carries_no_absolute_path():
     """A record's command names its data as given, but an absolute path is written relative to the working
     directory where it lies inside it, and by its last name alone where it lies outside (committed records must not
     carry the layout of the machine that made them)."""
-    from lsr_utils.cli import _command_line
+    from lsr_utils.apps.cli import _command_line
 
     line = _command_line(["demo", "--data-root", "/srv/me/data", "--out=/srv/me/lsr/runs", "--seed", "13"],
                          cwd="/srv/me/lsr")

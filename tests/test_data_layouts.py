@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from lsr_utils.base.errors import DataMissingError, LsrError
 from lsr_utils.data import DATASETS, balanced_order, bind_data, load_data, load_split
-from lsr_utils.errors import DataMissingError, LsrError
 
 README = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"  # the documentation's dataset page
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -226,7 +226,7 @@ def test_balanced_order_handles_unequal_classes():
 
 
 def test_bind_records_the_images_used(tmp_path):
-    from lsr_utils.config import make_config
+    from lsr_utils.method.config import make_config
 
     d = load_data("shapes", n_train=80, n_test=8)
     cfg, data = bind_data(make_config("smoke").vae, d)  # 512 asked for, 80 given

@@ -22,10 +22,10 @@ import pytest
 import torch
 
 from benchmarks.reference import ReferenceGANStep, ReferenceStyleDataset, ReferenceVAEStep
-from lsr_utils.config import GANConfig, VAEConfig
-from lsr_utils.nn import Decoder, Discriminator, Encoder
-from lsr_utils.pixels import uint8_to_model
-from lsr_utils.stage import build_stage
+from lsr_utils.base.pixels import uint8_to_model
+from lsr_utils.method.config import GANConfig, VAEConfig
+from lsr_utils.method.nn import Decoder, Discriminator, Encoder
+from lsr_utils.method.stage import Build, build_stage
 
 STEPS = 6
 BATCH = 8
@@ -70,9 +70,9 @@ def _run_vae(kit_beta):
     return np.array(ref_losses), np.array(kit_losses), (enc, dec), (enc_k, dec_k)
 
 
-def kit_stage(cfg, nets: dict, noise_seed: int, dtype=DTYPE, **kw):
+def kit_stage(cfg, nets: dict, noise_seed: int, dtype=DTYPE, compile: bool = False, **kw):
     """The kit's stage of ``cfg`` from its one builder, holding the weights of ``nets`` (name -> network)."""
-    stage = build_stage(cfg, torch.device("cpu"), total_steps=STEPS, dtype=dtype, **kw)
+    stage = build_stage(cfg, torch.device("cpu"), total_steps=STEPS, how=Build(dtype=dtype, compile=compile), **kw)
     for name, net in nets.items():
         stage.models[name].load_state_dict(net.state_dict())
     stage.noise.manual_seed(noise_seed)
@@ -109,7 +109,7 @@ def _run_gan(kit_lam):
     enc_k = copy.deepcopy(enc)
     # the generator starts from the decoder given (the VAE's, in a real run), as the reference's does
     stage = kit_stage(GANConfig(vae=VAEConfig(dataset="cifar10"), lam=kit_lam), {"discriminator": disc}, 7,
-                      encoders=[enc_k], decoders=[gen])
+                      encoder=enc_k, decoder=gen)
     gen_k, disc_k = stage.models["generator"], stage.models["discriminator"]
     ref = ReferenceGANStep(enc, gen, disc, lam=1.0, noise=torch.Generator().manual_seed(7))
     ref_losses, kit_losses = [], []
@@ -146,7 +146,7 @@ def test_compiled_step_matches_eager(stage):
         cfg, nets, kw = VAEConfig(dataset="cifar10"), {"encoder": Encoder(), "decoder": Decoder()}, {}
     else:
         cfg, nets = GANConfig(vae=VAEConfig(dataset="cifar10")), {"discriminator": Discriminator()}
-        kw = {"encoders": [Encoder().eval()], "decoders": [Decoder()]}
+        kw = {"encoder": Encoder().eval(), "decoder": Decoder()}
     runs = []
     for compile_ in (False, True):
         stage = kit_stage(cfg, nets, 3, dtype=torch.float32, compile=compile_, **kw)

@@ -3,12 +3,13 @@ import json
 import pytest
 import torch
 
-from lsr_utils.classifier import ClassifierConfig, classifier_config, train_classifier
-from lsr_utils.config import evaluation_sizes, make_config
-from lsr_utils.errors import LsrError
-from lsr_utils.evaluate import collapse_check, evaluate_run
-from lsr_utils.report import write_report
-from lsr_utils.train import train_lsr_gan, train_vae
+from lsr_utils.base.errors import LsrError
+from lsr_utils.measurement.classifier import ClassifierConfig, classifier_config, train_classifier
+from lsr_utils.measurement.evaluate import EvalSettings, collapse_check, evaluate_run
+from lsr_utils.measurement.report import write_report
+from lsr_utils.method.config import evaluation_sizes, make_config
+from lsr_utils.training.loop import RunOptions
+from lsr_utils.training.train import train_lsr_gan, train_vae
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +19,9 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     data = load_data("shapes", n_train=256, n_test=300)
     cfg = make_config("smoke", n_train=256, vae_epochs=1, gan_epochs=2)
-    vae = train_vae(cfg.vae, data, out=out, progress=False)
-    gan = train_lsr_gan(cfg, data, vae=vae, out=out, progress=False, snapshot_epochs=(1, 2))
-    clf = train_classifier(classifier_config("shapes", "smoke", n_train=256, width=8), data, out=out, progress=False)
+    vae = train_vae(cfg.vae, data, out=out, options=RunOptions(progress=False))
+    gan = train_lsr_gan(cfg, data, vae=vae, out=out, options=RunOptions(progress=False, snapshot_epochs=(1, 2)))
+    clf = train_classifier(classifier_config("shapes", "smoke", n_train=256, width=8), data, out=out, options=RunOptions(progress=False))
     return out, gan, clf
 
 
@@ -29,9 +30,9 @@ def test_classifier_learns_shapes_and_is_cached(tmp_path):
 
     data = load_data("shapes", n_train=4000, n_test=300)
     cfg = ClassifierConfig(dataset="shapes", n_train=4000, num_classes=4, width=16, epochs=4, batch_size=64, lr=0.05)
-    run = train_classifier(cfg, data, out=tmp_path, progress=False)
+    run = train_classifier(cfg, data, out=tmp_path, options=RunOptions(progress=False))
     assert run.metrics["test_accuracy"] > 0.5  # chance is 0.25
-    again = train_classifier(cfg, data, out=tmp_path, progress=False)
+    again = train_classifier(cfg, data, out=tmp_path, options=RunOptions(progress=False))
     assert again.metrics == run.metrics
     with pytest.raises(LsrError, match="takes 3x32x32"):
         run.predict(torch.rand(2, 1, 28, 28))
@@ -39,8 +40,7 @@ def test_classifier_learns_shapes_and_is_cached(tmp_path):
 
 def test_evaluate_run_writes_all_metrics(trained):
     out, gan, clf = trained
-    rec = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="test",
-                       n_test=300, k=4, n_variance=64)
+    rec = evaluate_run(gan.path, EvalSettings(classifier=clf, use_fid=False, n_test=300, k=4, n_variance=64), progress=False, command="test")
     saved = json.loads((gan.path / "metrics.json").read_text())
     assert saved["values"].keys() == rec["values"].keys()
     v = rec["values"]
@@ -52,24 +52,19 @@ def test_evaluate_run_writes_all_metrics(trained):
     assert rec["scores"]["kit_cfd_test_vae"] >= 0 and rec["fid"] == {"available": False}
     assert rec["provenance"]["command"] == "test"
     # same settings, weights unchanged: the record is reused, not measured again
-    again = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="other",
-                         n_test=300, k=4, n_variance=64)
+    again = evaluate_run(gan.path, EvalSettings(classifier=clf, use_fid=False, n_test=300, k=4, n_variance=64), progress=False, command="other")
     assert again["provenance"] == rec["provenance"]
     # other settings, or reuse=False: measured again
-    fresh = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="k3",
-                         n_test=300, k=3, n_variance=64)
+    fresh = evaluate_run(gan.path, EvalSettings(classifier=clf, use_fid=False, n_test=300, k=3, n_variance=64), progress=False, command="k3")
     assert fresh["provenance"]["command"] == "k3"
-    forced = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="forced",
-                          n_test=300, k=3, n_variance=64,
-                          reuse=False)
+    forced = evaluate_run(gan.path, EvalSettings(classifier=clf, use_fid=False, n_test=300, k=3, n_variance=64), progress=False, command="forced", reuse=False)
     assert forced["provenance"]["command"] == "forced"
 
 
 def test_the_sample_variance_is_measured_over_the_profiles_number_of_inputs(trained, tmp_path):
     out, gan, clf = trained
     assert [evaluation_sizes(p, "shapes")[1] for p in ("smoke", "quick", "paper", "custom")] == [64, 250, 1000, 1000]
-    rec = evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, n_test=300, k=3,
-                       record=tmp_path / "metrics.json")
+    rec = evaluate_run(gan.path, EvalSettings(classifier=clf, use_fid=False, n_test=300, k=3), progress=False, record=tmp_path / "metrics.json")
     # a custom run (this one) takes up to 1,000 inputs, here all 300; the settings say which default was applied,
     # so a record made under another default is not reused
     assert rec["settings"]["n_variance"] == 1000 and rec["values"]["variance_n"] == 300
@@ -82,14 +77,14 @@ def test_evaluate_refuses_other_dataset_classifier_and_unfinished_runs(trained, 
 
     other = replace(clf, config=clf.config.replace(dataset="mnist"))
     with pytest.raises(LsrError, match="trained on 'mnist'"):
-        evaluate_run(gan.path, classifier=other, use_fid=False, progress=False, n_test=300)
+        evaluate_run(gan.path, EvalSettings(classifier=other, use_fid=False, n_test=300), progress=False)
     unfinished = tmp_path / "gan-x"
     unfinished.mkdir()
     (unfinished / "config.json").write_text(json.dumps({"kind": "gan", "config": {}}))
     with pytest.raises(LsrError, match="has not finished"):
-        evaluate_run(unfinished, classifier=clf, use_fid=False)
+        evaluate_run(unfinished, EvalSettings(classifier=clf, use_fid=False))
     with pytest.raises(LsrError, match="a VAE run"):
-        evaluate_run(gan.path.parent, classifier=clf, use_fid=False)
+        evaluate_run(gan.path.parent, EvalSettings(classifier=clf, use_fid=False))
 
 
 def test_collapse_check():
@@ -101,8 +96,7 @@ def test_collapse_check():
 
 def test_report_layout_and_provenance(trained, tmp_path):
     out, gan, clf = trained
-    evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="lsr evaluate X",
-                 n_test=300, k=4, n_variance=64)
+    evaluate_run(gan.path, EvalSettings(classifier=clf, use_fid=False, n_test=300, k=4, n_variance=64), progress=False, command="lsr evaluate X")
     files = write_report(out, tmp_path / "res", command="lsr report")
     names = {f.name for f in files}
     assert {"report.md", "table1_shapes_custom.csv", "table2_shapes_custom.csv", "section_shapes_custom.csv"} <= names
@@ -119,8 +113,7 @@ def test_report_layout_and_provenance(trained, tmp_path):
     write_report(tmp_path / "no_runs", tmp_path / "res", command="lsr report")
     assert "`lsr evaluate X`" in (tmp_path / "res" / "report.md").read_text()
     # a later evaluation of the same run replaces the kept one; still one record per run
-    evaluate_run(gan.path, classifier=clf, use_fid=False, progress=False, command="lsr evaluate Y", n_test=300,
-                 k=4, reuse=False)
+    evaluate_run(gan.path, EvalSettings(classifier=clf, use_fid=False, n_test=300, k=4), progress=False, command="lsr evaluate Y", reuse=False)
     write_report(out, tmp_path / "res", command="lsr report")
     md = (tmp_path / "res" / "report.md").read_text()
     assert "`lsr evaluate Y`" in md and "`lsr evaluate X`" not in md
@@ -133,7 +126,7 @@ def test_snapshots_give_a_convergence_record_and_figure(trained, tmp_path, capsy
     """``lsr evaluate RUN --snapshots``: each kept epoch measured, the figure drawn, its numbers beside it."""
     import shutil
 
-    from lsr_utils.cli import main
+    from lsr_utils.apps.cli import main
 
     out, gan, clf = trained
     figure = tmp_path / "figs" / "convergence_shapes"
@@ -149,13 +142,12 @@ def test_snapshots_give_a_convergence_record_and_figure(trained, tmp_path, capsy
     # the last kept epoch is the finished run, measured as the run itself is: its moving average (ema) rendering
     # codes with the statistics gathered over training codes (code_stats), both on in the smoke recipe
     from lsr_utils.data import load_data
-    from lsr_utils.evaluate import evaluate
-    from lsr_utils.runs import load_gan_run
+    from lsr_utils.measurement.evaluate import EvalSettings, evaluate
+    from lsr_utils.models.finished import load_gan_run
 
     assert gan.config.ema and gan.config.code_stats
     data = load_data("shapes", n_train=2, n_test=64, seed=gan.config.vae.data_seed)
-    whole = evaluate(load_gan_run(gan.path), data.test_x, data.test_y, clf, clean=data.test_clean, progress=False,
-                     command="test")
+    whole = evaluate(load_gan_run(gan.path), data, EvalSettings(classifier=clf), command="test")
     for name in ("mse_lsr_gan", "absolute_lsr_gan", "sharpness_lsr_gan"):
         assert conv["records"][-1]["values"][name]["mean"] == pytest.approx(whole["values"][name]["mean"]), name
     assert json.loads(figure.with_suffix(".json").read_text()) == conv
@@ -174,7 +166,7 @@ def test_snapshots_give_a_convergence_record_and_figure(trained, tmp_path, capsy
 
 def test_tables_show_the_reference_seed_where_a_point_has_several():
     """The seed-spread runs (seeds 14, 15) evaluated after seed 13 must not take its place in the tables."""
-    from lsr_utils.report import build_tables, merge_records
+    from lsr_utils.measurement.report import build_tables, merge_records
 
     def rec(seed, mse, when, run):
         r = {"dataset": "shapes", "profile": "quick", "beta": 1.0, "lam": 1.0, "run": f"shapes/vae-b1/{run}",
@@ -191,7 +183,7 @@ def test_tables_show_the_reference_seed_where_a_point_has_several():
     merged = merge_records([rec(13, 23.6, "2026-01-01T10", "gan-a"), rec(None, 23.6, "2026-01-01T10", "gan-a")])
     assert len(merged) == 1 and merged[0]["seed"] == 13
     # a record whose seed is not an integer is refused, by name
-    from lsr_utils.report import record_problem
+    from lsr_utils.measurement.report import record_problem
     assert "seed" in record_problem(rec("13", 23.6, "x", "gan-a"))
 
 
@@ -220,8 +212,8 @@ def test_gan_trajectory_benchmark_retrains_stage_2_exactly(trained):
     assert out["trajectory"][0]["lsr_gan_accuracy"] == out["vae_accuracy"]
     assert out["trajectory"][0]["sharpness_ratio"] == 1.0
     # the round trip at step 0 is the VAE decoder's: E(D(mu(x))) against mu(x), recomputed here
+    from lsr_utils.base.pixels import uint8_to_model
     from lsr_utils.data import load_data
-    from lsr_utils.pixels import uint8_to_model
 
     data = load_data("shapes", n_train=2, n_test=64, seed=gan.config.vae.data_seed)
     with torch.no_grad():
@@ -249,8 +241,8 @@ def test_latent_coverage_benchmark_confusion_agrees_with_its_accuracy(trained):
     assert all(v is None or 0.0 <= v <= 1.0 for v in out["dark_input_level"].values())
     assert "what the classifier calls G(mu(x))" in res.stdout
     # recomputed here: the table and the background level are of G(mu(x)), not of the VAE's D(mu(x))
+    from lsr_utils.base.pixels import model_to_unit, uint8_to_model, uint8_to_unit
     from lsr_utils.data import load_data
-    from lsr_utils.pixels import model_to_unit, uint8_to_model, uint8_to_unit
 
     data = load_data("shapes", n_train=2, n_test=64, seed=gan.config.vae.data_seed)
     with torch.no_grad():
@@ -261,7 +253,7 @@ def test_latent_coverage_benchmark_confusion_agrees_with_its_accuracy(trained):
     if dark.any():
         assert out["dark_input_level"]["lsr_gan"] == pytest.approx(float(unit[dark].mean()), abs=1e-3)
     # the round trip of real codes through each decoder, recomputed: E(net(mu(x))) against mu(x), eq. 4's term
-    from lsr_utils.losses import lsr_loss
+    from lsr_utils.method.losses import lsr_loss
 
     trip = out["round_trip"]
     assert set(trip) == {"prior z, VAE E(D(z))", "prior z, LSR-GAN E(G(z))", "real mu(x), VAE E(D(mu(x)))",
@@ -283,9 +275,9 @@ def test_classifier_spread_benchmark_reads_the_runs_renderings_with_each_classif
     of this tiny run as one class); the range is the minimum and maximum over classifiers; the command line labels
     classifiers without the machine's paths and trains the seeds it is asked for where it is told."""
     from benchmarks.classifier_spread import readings, renderings
+    from lsr_utils.base.pixels import model_to_unit, uint8_to_model
     from lsr_utils.data import load_data
-    from lsr_utils.metrics import accuracy
-    from lsr_utils.pixels import model_to_unit, uint8_to_model
+    from lsr_utils.measurement.metrics import accuracy
 
     _, gan, clf = trained
     name = "/".join(gan.path.parts[-3:])
@@ -324,8 +316,8 @@ def test_classifier_spread_benchmark_reads_the_runs_renderings_with_each_classif
 
 
 def test_panel_classification_is_the_mean_of_the_classifiers_readings():
-    from lsr_utils.demo import checked_values
-    from lsr_utils.evaluate import panel_classification
+    from lsr_utils.apps.demo import checked_values
+    from lsr_utils.measurement.evaluate import panel_classification
 
     def reading(raw, vae, gan):
         return {"classifier_raw_accuracy": {"mean": raw}, "absolute_vae": {"mean": vae},

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from lsr_utils.cli import main
-from lsr_utils.errors import LsrError
-from lsr_utils.evaluate import evaluate_run
+from lsr_utils.apps.cli import main
+from lsr_utils.base.errors import LsrError
+from lsr_utils.measurement.evaluate import EvalSettings, evaluate_run
+from lsr_utils.training.loop import RunOptions
 
 pythae = pytest.importorskip("pythae", reason="pythae is an optional extra: pip install -e '.[pythae]'")
 
@@ -39,10 +40,10 @@ def pythae_vae(tmp_path_factory, tiny):
 
 
 def test_the_adapter_gives_pythaes_own_encoder_output(pythae_vae, tiny, tmp_path):
-    from lsr_utils.external import from_pythae
+    from lsr_utils.models.external import from_pythae
 
     model, folder = pythae_vae
-    vae = from_pythae(folder, dataset="shapes", out=tmp_path, data=tiny)  # loaded from the folder, weights only
+    vae = from_pythae(folder, out=tmp_path, data=tiny)  # loaded from the folder, weights only
     x = tiny.test_x[:5].float() / 255
     with torch.no_grad():
         want = model.encoder(x)
@@ -95,9 +96,10 @@ def test_a_pickled_pythae_folder_is_refused_without_the_flag(pythae_vae, tmp_pat
 
 
 def test_a_plain_module_encoder_takes_the_same_path(tiny, tmp_path):
-    from lsr_utils.classifier import classifier_config, train_classifier
-    from lsr_utils.evaluate import evaluate
-    from lsr_utils.external import from_module, render_latent
+    from lsr_utils.measurement.classifier import classifier_config, train_classifier
+    from lsr_utils.measurement.evaluate import evaluate
+    from lsr_utils.models.external import from_module
+    from lsr_utils.training.any_vae import render_latent
 
     class Enc(nn.Module):  # a user's own encoder: [-1, 1] images -> (mu, logvar)
         def __init__(self):
@@ -110,25 +112,24 @@ def test_a_plain_module_encoder_takes_the_same_path(tiny, tmp_path):
 
     dec = nn.Sequential(nn.Linear(6, 3 * 32 * 32), nn.Tanh())
     torch.manual_seed(1)
-    vae = from_module(Enc(), dec, dataset="shapes", out=tmp_path, data=tiny)
+    vae = from_module(Enc(), dec, out=tmp_path, data=tiny)
     assert vae.config.latent_dim == 6
     run = render_latent(vae, tiny, profile="smoke", out=tmp_path, progress=False)
     assert run.config.generator == "paper" and run.config.init == "scratch"  # the paper's G, sized to 6 dimensions
-    clf = train_classifier(classifier_config("shapes", "smoke", n_train=64, width=8), tiny, out=tmp_path,
-                           progress=False)
-    rec = evaluate(run, tiny.test_x, tiny.test_y, clf, clean=tiny.test_clean, n_variance=16)
+    clf = train_classifier(classifier_config("shapes", "smoke", n_train=64, width=8), tiny, out=tmp_path, options=RunOptions(progress=False))
+    rec = evaluate(run, tiny, EvalSettings(n_variance=16, classifier=clf))
     assert rec["values"]["absolute_lsr_gan"]["n"] == 300
     with pytest.raises(LsrError, match="module given in Python"):
-        evaluate_run(run.path, n_test=300, progress=False)  # the folder cannot rebuild user code
+        evaluate_run(run.path, EvalSettings(n_test=300), progress=False)  # the folder cannot rebuild user code
 
 
 def test_an_encoder_without_a_variance_is_refused_with_the_reason(tiny, tmp_path):
-    from lsr_utils.external import from_module
+    from lsr_utils.models.external import from_module
 
     ae = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 4))  # an autoencoder's encoder: a code, no variance
     with pytest.raises(LsrError, match="eq. 4") as e:
-        from_module(ae, dataset="shapes", out=tmp_path, data=tiny)
+        from_module(ae, out=tmp_path, data=tiny)
     assert "fixed_logvar" in str(e.value)
-    vae = from_module(ae, dataset="shapes", out=tmp_path, data=tiny, fixed_logvar=-2.0)  # stated: accepted
+    vae = from_module(ae, out=tmp_path, data=tiny, fixed_logvar=-2.0)  # stated: accepted
     mu, logvar = vae.encode(torch.zeros(2, 3, 32, 32))
     assert torch.equal(logvar, torch.full_like(mu, -2.0))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lsr_utils import fid
-from lsr_utils.errors import LsrError
+from lsr_utils.base.errors import LsrError
+from lsr_utils.measurement import fid
 
 
 class StandIn(fid.FeatureExtractor):

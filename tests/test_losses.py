@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lsr_utils import losses
+from lsr_utils.method import losses
 
 
 def test_kl_is_zero_for_standard_normal_posterior():

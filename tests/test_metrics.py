@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lsr_utils.errors import LsrError
-from lsr_utils.metrics import (
+from lsr_utils.base.errors import LsrError
+from lsr_utils.measurement.metrics import (
     Stat,
     accuracy,
     mse_per_pixel,
@@ -101,7 +101,7 @@ def test_sharpness_sanity_values_on_real_cifar10(shared_data):
 def test_latent_spread_against_the_prior():
     """Codes drawn from the prior have covariance eigenvalues near 1; codes spread 3x wider along a few
     directions (a short-trained VAE's) show those directions at about 9."""
-    from lsr_utils.metrics import latent_spread
+    from lsr_utils.measurement.metrics import latent_spread
 
     g = torch.Generator().manual_seed(0)
     prior = torch.randn(20000, 16, generator=g)
@@ -121,7 +121,7 @@ def test_latent_spread_against_the_prior():
 
 def test_object_hue_reads_the_generated_objects_colour_and_a_hue_shift():
     from lsr_utils.data.shapes import generate_shapes
-    from lsr_utils.metrics import HUE_TOLERANCE, flat_object_masks, hue_degrees, hue_errors, hue_kept
+    from lsr_utils.measurement.metrics import HUE_TOLERANCE, flat_object_masks, hue_degrees, hue_errors, hue_kept
 
     s = generate_shapes(64, seed=3, split="test")
     clean = torch.from_numpy(s.clean).float() / 255

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lsr_utils.errors import LsrError
-from lsr_utils.nn import Decoder, Discriminator, Encoder, count_parameters
+from lsr_utils.base.errors import LsrError
+from lsr_utils.method.nn import Decoder, Discriminator, Encoder, count_parameters
 
 
 def test_reference_parameter_counts():
@@ -53,7 +53,7 @@ def test_fused_upsample_conv_is_upsample_then_conv(groups, bias):
     """``upsample_conv3x3`` computes the same map as interpolate + conv, values and gradients (float64)."""
     import torch.nn.functional as F
 
-    from lsr_utils.nn import upsample_conv3x3
+    from lsr_utils.method.nn import upsample_conv3x3
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(8, 12, 3, padding=1, bias=bias, groups=groups).double()
@@ -74,7 +74,7 @@ def test_fused_upsample_conv_is_upsample_then_conv(groups, bias):
 
 
 def test_fused_decoder_equals_reference_decoder():
-    from lsr_utils.nn import literal_upsampling
+    from lsr_utils.method.nn import literal_upsampling
 
     torch.manual_seed(1)
     fused = Decoder().double()
@@ -86,7 +86,7 @@ def test_fused_decoder_equals_reference_decoder():
 
 
 def test_fused_upsample_conv_rejects_other_convolutions():
-    from lsr_utils.nn import upsample_conv3x3
+    from lsr_utils.method.nn import upsample_conv3x3
 
     with pytest.raises(LsrError, match="3x3"):
         upsample_conv3x3(torch.zeros(1, 4, 4, 4), torch.nn.Conv2d(4, 4, 5, padding=2))
@@ -107,7 +107,7 @@ def _trained_looking_encoder():
 
 
 def test_folded_encoder_is_the_same_function():
-    from lsr_utils.nn import fold_batchnorm
+    from lsr_utils.method.nn import fold_batchnorm
 
     enc = _trained_looking_encoder()
     before = {k: v.clone() for k, v in enc.state_dict().items()}
@@ -130,7 +130,7 @@ def test_folded_encoder_is_the_same_function():
 
 
 def test_folding_refuses_a_training_mode_encoder():
-    from lsr_utils.nn import fold_batchnorm
+    from lsr_utils.method.nn import fold_batchnorm
 
     with pytest.raises(LsrError, match="eval"):
         fold_batchnorm(Encoder().train())

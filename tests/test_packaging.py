@@ -40,7 +40,7 @@ def test_a_profile_is_decided_in_config_only():
     field says so; those are the only other uses allowed.)"""
     import ast
 
-    from lsr_utils.config import PROFILES
+    from lsr_utils.method.config import PROFILES
 
     allowed = {"paper", "custom"}  # GANConfig.generator / .discriminator values, not profiles
     found = []
@@ -68,11 +68,11 @@ def test_the_wheel_ships_what_works_from_an_installed_package(tmp_path, monkeypa
                         str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     names = zipfile.ZipFile(next((tmp_path / "dist").glob("lsr_kit-*.whl"))).namelist()
-    assert "lsr_utils/reproduce.py" in names and "lsr_utils/data/shapes.py" in names
+    assert "lsr_utils/apps/reproduce.py" in names and "lsr_utils/data/shapes.py" in names
     shipped = {n.rsplit("/", 1)[-1] for n in names if "/share/lsr-kit/notebooks/" in n}
     assert {p.name for p in (ROOT / "notebooks").glob("*.ipynb")} <= shipped
 
-    import lsr_utils.reproduce as rp
+    import lsr_utils.apps.reproduce as rp
 
     data = tmp_path / "prefix"
     (data / "share" / "lsr-kit" / "notebooks").mkdir(parents=True)
@@ -97,3 +97,86 @@ def test_the_suite_runs_without_pytest_xdist():
                        timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "1 passed" in r.stdout
+
+
+def _readme_line(pattern: str) -> str:
+    """A line of the README's commands as .ci/run reads it (the first match, its trailing comment dropped)."""
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if re.match(pattern, line):
+            return re.sub(r"\s+#.*$", "", line)
+    raise AssertionError(f"README.md has no line matching {pattern!r}")
+
+
+def test_ci_runs_the_readmes_own_install_and_test_lines():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "readme_line '^pip install -e" in ci and "readme_line '^LSR_PROFILE=smoke python -m pytest " in ci
+    assert 'eval "$INSTALL' in ci and 'eval "$TESTS"' in ci
+    commands = [ln.strip() for ln in ci.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert not [c for c in commands if re.search(r"\bpip install\b", c) and "readme_line" not in c], \
+        "CI installs the kit only as the README says"
+    assert _readme_line(r'^pip install -e "\.\[').startswith('pip install -e ".[')
+    assert " tests notebooks" in _readme_line(r"^LSR_PROFILE=smoke python -m pytest ")
+
+
+def test_the_readme_install_line_installs_what_the_tests_and_notebooks_import():
+    """Every third-party package a test or notebook imports is installed by the README's install line (its extras,
+    as pyproject.toml lists them): the suite must not fail on a fresh machine that followed the README."""
+    import ast
+    import importlib.metadata as md
+    import json
+    import sys
+
+    line = _readme_line(r'^pip install -e "\.\[')
+    extras = re.search(r"\[([^\]]+)\]", line).group(1).split(",")
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = {re.split(r"[<>=!~\[ ]", r)[0].lower().replace("_", "-") for r in proj["dependencies"]}
+    for extra in extras:
+        installed |= {re.split(r"[<>=!~\[ ]", r)[0].lower().replace("_", "-")
+                      for r in proj["optional-dependencies"][extra]}
+    sources = [p.read_text() for p in (ROOT / "tests").glob("*.py")]
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        cells = json.loads(nb.read_text())["cells"]
+        sources += ["\n".join(line for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
+                    for c in cells if c["cell_type"] == "code"]
+    top = set()
+    for src in sources:
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Import):
+                top |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                top.add(node.module.split(".")[0])
+    import importlib.util
+
+    ours = {"lsr_utils", "benchmarks", "conftest"}
+    dists = md.packages_distributions()
+    missing = sorted(f"{m} (not installed at all)" for m in top - ours - set(sys.stdlib_module_names)
+                     if importlib.util.find_spec(m) is None)
+    missing += sorted(f"{m} ({', '.join(dists[m])})" for m in top - ours - set(sys.stdlib_module_names)
+                      if m in dists and not {d.lower().replace("_", "-") for d in dists[m]} & installed
+                      and not _required_by(dists[m], installed))
+    assert not missing, f"imported by the tests or notebooks but not installed by `{line}`: {missing}"
+
+
+def _required_by(dist_names, installed: set) -> bool:
+    """Whether one of ``dist_names`` is brought in by a package the install line names (a dependency of it)."""
+    import importlib.metadata as md
+
+    want = {d.lower().replace("_", "-") for d in dist_names}
+    seen, todo = set(), list(installed)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue
+        for r in reqs:
+            if "extra ==" in r:
+                continue
+            dep = re.split(r"[<>=!~\[ ;(]", r)[0].lower().replace("_", "-")
+            if dep in want:
+                return True
+            todo.append(dep)
+    return False

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsr_utils.cli import main
+from lsr_utils.apps.cli import main
+from lsr_utils.training.loop import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,7 @@ def smoke(smoke_out):
     the session's shared smoke runs (conftest.SMOKE_OUT), which the notebooks under nbval then reuse."""
     out = smoke_out
     env = dict(os.environ, LSR_PROGRESS="0")
-    cmd = [sys.executable, "-m", "lsr_utils.cli", "reproduce", "--profile", "smoke", "--out", str(out),
+    cmd = [sys.executable, "-m", "lsr_utils.apps.cli", "reproduce", "--profile", "smoke", "--out", str(out),
            "--device", "cpu", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -132,7 +133,7 @@ def test_smoke_reproduction_resumes_and_produces_everything(smoke):
 
 def test_a_finished_reproduction_plans_no_work_but_its_notebooks_and_report(smoke):
     """The plan marks reused evaluations, the seed spread and the classifier done (0 s), not only training."""
-    from lsr_utils.reproduce import estimate, plan
+    from lsr_utils.apps.reproduce import estimate, plan
 
     out, _, _ = smoke
     p = plan("shapes", "smoke", out=out, device="cpu", progress=False)
@@ -146,7 +147,7 @@ def test_submitit_local_executor_gives_the_same_records(smoke, tmp_path):
     pytest.importorskip("submitit")
     out, _, _ = smoke
     sub = tmp_path / "sub"
-    code = subprocess.run([sys.executable, "-m", "lsr_utils.cli", "reproduce", "--profile", "smoke", "--out",
+    code = subprocess.run([sys.executable, "-m", "lsr_utils.apps.cli", "reproduce", "--profile", "smoke", "--out",
                            str(sub), "--device", "cpu", "--no-progress", "--executor", "submitit", "--cluster",
                            "local", "--only", "evaluate-b1-l1"], capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, LSR_PROGRESS="0"))
@@ -162,19 +163,19 @@ def test_submitit_local_executor_gives_the_same_records(smoke, tmp_path):
 
 
 def _interrupted():
-    from lsr_utils.errors import Interrupted
+    from lsr_utils.base.errors import Interrupted
     raise Interrupted("interrupted; progress is saved in X. Run the same command again to resume.")
 
 
 def _failing():
-    from lsr_utils.errors import LsrError
+    from lsr_utils.base.errors import LsrError
     raise LsrError("a unit's own problem")
 
 
 def test_ctrl_c_stops_the_whole_plan_but_a_failed_unit_does_not():
     """Ctrl-C inside one unit's training stops the reproduction (it used to go on to the next unit)."""
-    from lsr_utils.errors import Interrupted
-    from lsr_utils.jobs import LocalExecutor, Unit
+    from lsr_utils.apps.jobs import LocalExecutor, Unit
+    from lsr_utils.base.errors import Interrupted
 
     ran = []
     later = Unit("later", lambda: ran.append("later") or {"status": "done"})
@@ -188,7 +189,7 @@ def test_ctrl_c_stops_the_whole_plan_but_a_failed_unit_does_not():
 def test_no_unit_starts_after_the_budget_is_spent():
     """--budget: a training unit checkpoints at the deadline, and no later unit (an evaluation, a notebook) starts
     after it (evaluations and notebooks used to run on past the budget)."""
-    from lsr_utils.jobs import LocalExecutor, Unit
+    from lsr_utils.apps.jobs import LocalExecutor, Unit
 
     ran = []
     first = Unit("first", lambda: ran.append("first") or time.sleep(0.3) or {"status": "done"})
@@ -205,7 +206,7 @@ def test_submitit_submits_no_job_after_the_budget_is_spent(tmp_path):
     """--budget with --executor submitit: a job not yet submitted when the time is up is not submitted (the
     submitit executor used to send every wave whatever the budget)."""
     pytest.importorskip("submitit")
-    from lsr_utils.jobs import SubmititExecutor, Unit
+    from lsr_utils.apps.jobs import SubmititExecutor, Unit
 
     first = Unit("first", time.sleep, (2.0,))  # a job that outlasts the budget (picklable: a library function)
     later = Unit("later", time.sleep, (0.0,), deps=("first",))
@@ -231,8 +232,8 @@ def test_submitit_runs_jobs_at_once_each_with_its_share_of_the_cores(tmp_path, m
     pytest.importorskip("submitit")
     import cloudpickle
 
-    from lsr_utils.errors import LsrError
-    from lsr_utils.jobs import SubmititExecutor, Unit
+    from lsr_utils.apps.jobs import SubmititExecutor, Unit
+    from lsr_utils.base.errors import LsrError
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the job imports this test's functions by value
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
@@ -265,7 +266,7 @@ def test_ctrl_c_stops_the_submitit_jobs_in_flight(tmp_path):
     pytest.importorskip("submitit")
     import cloudpickle
 
-    from lsr_utils.jobs import SubmititExecutor, Unit
+    from lsr_utils.apps.jobs import SubmititExecutor, Unit
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     marker = tmp_path / "marker"
@@ -292,7 +293,7 @@ def test_ctrl_c_stops_the_submitit_jobs_in_flight(tmp_path):
 def test_quick_profile_trains_six_of_the_papers_sweep_values_as_its_notebooks_do(tmp_path):
     """The quick profile leaves beta and lambda 0.5 and 15 out (to fit 2 hours on a 2-core CPU); the plan and
     notebooks 03-04 take the values from the one place, so the notebooks never train a run the plan left out."""
-    from lsr_utils.reproduce import plan
+    from lsr_utils.apps.reproduce import plan
 
     names = {u.name for u in plan("shapes", "quick", out=tmp_path, device="cpu", progress=False).units}
     kept, left_out = ("0.01", "0.1", "1", "5", "10", "20"), ("0.5", "15")
@@ -307,7 +308,7 @@ def test_quick_profile_trains_six_of_the_papers_sweep_values_as_its_notebooks_do
 def test_appendix_a_waits_only_for_the_vae_it_reuses(tmp_path):
     """Notebook 06 trains its own two VAEs and reuses Table 1's beta = 1 VAE: it depends on that training unit
     alone (so that it runs beside the rest under --jobs), while the other notebooks wait for every evaluation."""
-    from lsr_utils.reproduce import plan
+    from lsr_utils.apps.reproduce import plan
 
     p = plan("shapes", "smoke", out=tmp_path, device="cpu", progress=False)
     deps = {u.name: set(u.deps) for u in p.units}
@@ -319,26 +320,26 @@ def test_appendix_a_waits_only_for_the_vae_it_reuses(tmp_path):
 
 def test_plan_counts_what_a_started_run_has_left(tmp_path):
     """A run stopped part-way is shown with its share done, and only the rest is estimated."""
-    from lsr_utils.config import make_config
+    from lsr_utils.apps.reproduce import _image_steps, _steps_left
     from lsr_utils.data import load_data
-    from lsr_utils.loop import OutOfTime
-    from lsr_utils.reproduce import _image_steps, _steps_left
-    from lsr_utils.train import train_vae
+    from lsr_utils.method.config import make_config
+    from lsr_utils.training.loop import OutOfTime
+    from lsr_utils.training.train import train_vae
 
     cfg = make_config("smoke").vae
     data = load_data("shapes", n_train=cfg.n_train, n_test=16)
     total = _image_steps(cfg, data)
     assert _steps_left(cfg, data, tmp_path) == total  # nothing trained yet
     with pytest.raises(OutOfTime):  # a deadline already past: one step, a checkpoint, stop
-        train_vae(cfg, data, out=tmp_path, device="cpu", progress=False, deadline=time.monotonic())
+        train_vae(cfg, data, out=tmp_path, device="cpu", options=RunOptions(progress=False, deadline=time.monotonic()))
     assert _steps_left(cfg, data, tmp_path) == total - cfg.batch_size
-    train_vae(cfg, data, out=tmp_path, device="cpu", progress=False)
+    train_vae(cfg, data, out=tmp_path, device="cpu", options=RunOptions(progress=False))
     assert _steps_left(cfg, data, tmp_path) == 0
 
 
 def test_sittings_add_up_and_a_damaged_record_is_set_aside(tmp_path):
-    from lsr_utils.jobs import Outcome
-    from lsr_utils.reproduce import record_sitting
+    from lsr_utils.apps.jobs import Outcome
+    from lsr_utils.apps.reproduce import record_sitting
 
     path = tmp_path / "reproduce_shapes_quick.json"
     a = {"vae-b1": Outcome("vae-b1", "out_of_time", seconds=50.0)}
@@ -364,8 +365,8 @@ def test_sittings_add_up_and_a_damaged_record_is_set_aside(tmp_path):
 def test_a_fresh_reproduction_starts_its_own_record(tmp_path):
     """A sitting that finds nothing of its plan done (a fresh clone holding another machine's committed record)
     does not add the earlier sittings to its time: it starts a new record and keeps the old one as .previous."""
-    from lsr_utils.jobs import Outcome
-    from lsr_utils.reproduce import record_sitting
+    from lsr_utils.apps.jobs import Outcome
+    from lsr_utils.apps.reproduce import record_sitting
 
     path = tmp_path / "reproduce_shapes_quick.json"
     old = {"vae-b1": Outcome("vae-b1", "done", seconds=500.0)}

@@ -1,9 +1,9 @@
 """The captured (CUDA-graph) step's logic and the stacked steps, checked on the CPU; `lsr selfcheck` itself."""
 import torch
 
-from lsr_utils.cli import main
+from lsr_utils.apps.cli import main
 from lsr_utils.data import DeviceBatches
-from lsr_utils.selfcheck import EmulatedGraphs, check_captured, check_stacked
+from lsr_utils.speed.selfcheck import EmulatedGraphs, check_captured, check_stacked
 
 
 def test_captured_step_logic_equals_eager():
@@ -15,7 +15,7 @@ def test_captured_step_logic_equals_eager():
 
 def test_captured_comparison_names_the_first_difference():
     def wrong_lambda(step):
-        step.cfgs = [step.cfgs[0].replace(lam=1.01)]
+        step.lam = 1.01
 
     diff = check_captured("gan", "cpu", steps=5, backend=EmulatedGraphs(), perturb=wrong_lambda)
     assert diff is not None and diff.step == 1 and diff.tensor.startswith("loss g_")
@@ -23,8 +23,8 @@ def test_captured_comparison_names_the_first_difference():
 
 
 def test_captured_comparison_catches_a_graph_that_stops_following_its_input():
-    import lsr_utils.selfcheck as sc
-    from lsr_utils.steps import CapturedStep
+    import lsr_utils.speed.selfcheck as sc
+    from lsr_utils.speed.captured import CapturedStep
 
     class NoCopy(CapturedStep):  # a bug: after capture, the new batch never reaches the static buffer
         def __call__(self, x, global_step=0):
@@ -63,7 +63,7 @@ def test_selfcheck_command_on_the_cpu(capsys):
 
 
 def test_deterministic_kernels_are_on_inside_the_check_and_restored_after_it():
-    from lsr_utils.selfcheck import deterministic_kernels
+    from lsr_utils.speed.selfcheck import deterministic_kernels
 
     before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
               torch.are_deterministic_algorithms_enabled())
@@ -78,7 +78,7 @@ def test_deterministic_kernels_are_on_inside_the_check_and_restored_after_it():
 
 def test_the_deterministic_comparison_still_names_a_difference():
     def wrong_lambda(step):
-        step.cfgs = [step.cfgs[0].replace(lam=1.01)]
+        step.lam = 1.01
 
     assert check_captured("gan", "cpu", steps=5, backend=EmulatedGraphs(), deterministic=True) is None
     diff = check_captured("gan", "cpu", steps=5, backend=EmulatedGraphs(), perturb=wrong_lambda, deterministic=True)

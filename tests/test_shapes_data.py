@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from lsr_utils.base.errors import DataMissingError, LsrError
 from lsr_utils.data import DeviceBatches, load_data, load_split
 from lsr_utils.data.idx import read_idx
 from lsr_utils.data.shapes import SHAPE_CLASSES, generate_shapes
-from lsr_utils.errors import DataMissingError, LsrError
+from lsr_utils.training.loop import RunOptions
 
 
 def test_shapes_deterministic_and_prefix_stable():
@@ -120,11 +121,11 @@ def test_real_mnist_test_split(shared_data):
 def test_the_digit_classifier_of_mnist_test_reads_the_held_out_digits(shared_data, tmp_path):
     """The classifier `lsr demo --dataset mnist-test` measures with, trained on the 8,000 training digits, reads
     the 2,000 held-out ones (the demo's check needs >= 97 %; with the general recipe it diverged to 16.5 %)."""
-    from lsr_utils.classifier import classifier_config, train_classifier
-    from lsr_utils.pixels import uint8_to_unit
+    from lsr_utils.base.pixels import uint8_to_unit
+    from lsr_utils.measurement.classifier import classifier_config, train_classifier
 
     d = load_data("mnist-test", root=shared_data)
-    run = train_classifier(classifier_config("mnist-test", "quick"), d, out=tmp_path, progress=False)
+    run = train_classifier(classifier_config("mnist-test", "quick"), d, out=tmp_path, options=RunOptions(progress=False))
     assert not run.config.augment
     acc = (run.predict(uint8_to_unit(d.test_x)) == d.test_y).float().mean().item()
     assert acc >= 0.97, acc

@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from lsr_utils.config import GANConfig, VAEConfig
-from lsr_utils.errors import LsrError
-from lsr_utils.nn import Decoder, Discriminator, Encoder, members_of, stack_members, unstack_member
-from lsr_utils.pixels import uint8_to_model
-from lsr_utils.runs import load_run
-from lsr_utils.stage import build_stage
-from lsr_utils.train import train_lsr_gan, train_sweep, train_vae
+from lsr_utils.base.errors import LsrError
+from lsr_utils.base.pixels import uint8_to_model
+from lsr_utils.data import load_data
+from lsr_utils.method.config import GANConfig, VAEConfig
+from lsr_utils.method.nn import Decoder, Discriminator, Encoder
+from lsr_utils.method.stage import Build, build_stage
+from lsr_utils.models.finished import load_run
+from lsr_utils.speed.stacked import build_stacked_stage, members_of, stack_members, unstack_member
+from lsr_utils.training.loop import RunOptions
+from lsr_utils.training.sweep import train_sweep
+from lsr_utils.training.train import train_lsr_gan, train_vae
 
 D64 = torch.float64
 CPU = torch.device("cpu")
@@ -63,8 +67,16 @@ def _max_diff(a, b):
     return max(float((x.detach() - y.detach()).abs().max()) for x, y in zip(a.parameters(), b.parameters()))
 
 
-def _stage(cfgs, noise_seed, **kw):
-    stage = build_stage(cfgs, CPU, total_steps=100, dtype=D64, **kw)
+def _stage(cfg, noise_seed, **kw):
+    """One run's stage, float64."""
+    stage = build_stage(cfg, CPU, total_steps=100, how=Build(dtype=D64), **kw)
+    stage.noise.manual_seed(noise_seed)
+    return stage
+
+
+def _stacked(cfgs, noise_seed, **kw):
+    """The members' stacked stage, float64."""
+    stage = build_stacked_stage(cfgs, CPU, total_steps=100, how=Build(dtype=D64), **kw)
     stage.noise.manual_seed(noise_seed)
     return stage
 
@@ -87,8 +99,8 @@ def test_stacked_gan_step_equals_separate_runs():
     torch.manual_seed(1)
     enc, dec = Encoder().to(D64).eval(), Decoder().to(D64)
     cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10"), lam=lam) for lam in (0.1, 1.0, 10.0)]
-    separate = [_stage([c], 3, encoders=[enc], decoders=[dec]) for c in cfgs]
-    stacked = _stage(cfgs, 3, encoders=[enc], decoders=[dec])
+    separate = [_stage(c, 3, encoder=enc, decoder=dec) for c in cfgs]
+    stacked = _stacked(cfgs, 3, encoders=[enc], decoders=[dec])
     assert stacked.m == 3 and stacked.kind == "gan-sweep"
     _compare(separate, stacked, _batches(4))
     assert _max_diff(separate[0].models["generator"], separate[2].models["generator"]) > 1e-4  # lambda mattered
@@ -96,7 +108,7 @@ def test_stacked_gan_step_equals_separate_runs():
 
 def test_stacked_vae_step_equals_separate_runs():
     cfgs = [VAEConfig(dataset="cifar10", beta=b) for b in (0.5, 1.0, 4.0)]
-    _compare([_stage([c], 4) for c in cfgs], _stage(cfgs, 4), _batches(4, seed=1))
+    _compare([_stage(c, 4) for c in cfgs], _stacked(cfgs, 4), _batches(4, seed=1))
 
 
 def test_stacked_recipe_equals_separate_runs():
@@ -105,8 +117,8 @@ def test_stacked_recipe_equals_separate_runs():
     enc, dec = Encoder().to(D64).eval(), Decoder().to(D64)
     base = GANConfig(vae=VAEConfig(dataset="cifar10"), lr_warmup=2, lr_decay="cosine", d_warmup=1, ema=0.9)
     cfgs = [base.replace(lam=lam) for lam in (0.5, 5.0)]
-    separate = [_stage([c], 3, encoders=[enc], decoders=[dec]) for c in cfgs]
-    stacked = _stage(cfgs, 3, encoders=[enc], decoders=[dec])
+    separate = [_stage(c, 3, encoder=enc, decoder=dec) for c in cfgs]
+    stacked = _stacked(cfgs, 3, encoders=[enc], decoders=[dec])
     assert "generator_ema" in stacked.models
     _compare(separate, stacked, _batches(4))
 
@@ -114,24 +126,26 @@ def test_stacked_recipe_equals_separate_runs():
 def test_sweep_functions_write_the_runs_separate_training_would(tmp_path):
     """End to end, float32: same folders, same configurations, weights within float32 drift."""
     vcfg = VAEConfig(dataset="shapes", epochs=1, n_train=96, batch_size=32)
-    kw = dict(device="cpu", progress=False, stack=True)
-    vaes = train_sweep([vcfg.replace(beta=b) for b in (1.0, 4.0)], out=tmp_path / "batched", **kw)
-    alone = train_vae(vcfg.replace(beta=4.0), out=tmp_path / "alone", **kw)
+    kw = dict(device="cpu", options=RunOptions(progress=False, stack=True))
+    data = load_data("shapes", n_train=96, n_test=16)
+    vaes = train_sweep([vcfg.replace(beta=b) for b in (1.0, 4.0)], data, out=tmp_path / "batched", **kw)
+    alone = train_vae(vcfg.replace(beta=4.0), data, out=tmp_path / "alone", **kw)
     assert vaes[1].path.name == alone.path.name and vaes[1].config == alone.config
     assert _max_diff(vaes[1].encoder, alone.encoder) < 2e-3
     assert load_run(vaes[1].path).history["sweep"]["beta"] == [1.0, 4.0]
 
     gcfgs = [GANConfig(vae=vcfg, epochs=1, lam=lam) for lam in (0.5, 2.0, 8.0)]
-    gans = train_sweep(gcfgs, vaes=[vaes[0]], out=tmp_path / "batched", **kw)
-    one = train_lsr_gan(gcfgs[2], vae=train_vae(vcfg, out=tmp_path / "alone", **kw), out=tmp_path / "alone", **kw)
+    gans = train_sweep(gcfgs, data, vaes=[vaes[0]], out=tmp_path / "batched", **kw)
+    one = train_lsr_gan(gcfgs[2], data, vae=train_vae(vcfg, data, out=tmp_path / "alone", **kw), out=tmp_path / "alone",
+                        **kw)
     assert gans[2].path.name == one.path.name
     assert _max_diff(gans[2].generator, one.generator) < 2e-3
     assert _max_diff(gans[2].discriminator, one.discriminator) < 2e-3
     assert not list(vaes[0].path.glob("sweep-*"))  # the sweep's own folder is cleaned up
-    again = train_sweep(gcfgs, vaes=[vaes[0]], out=tmp_path / "batched", **kw)
+    again = train_sweep(gcfgs, data, vaes=[vaes[0]], out=tmp_path / "batched", **kw)
     assert all(r.reused for r in again)
     with pytest.raises(LsrError, match="may differ only in lam"):
-        train_sweep([gcfgs[0], gcfgs[1].replace(epochs=2)], out=tmp_path / "batched", **kw)
+        train_sweep([gcfgs[0], gcfgs[1].replace(epochs=2)], data, out=tmp_path / "batched", **kw)
 
 
 def test_stacked_gans_over_different_vaes_equal_separate_runs():
@@ -145,8 +159,8 @@ def test_stacked_gans_over_different_vaes_equal_separate_runs():
         encs.append(e.eval().requires_grad_(False))
     decs = [Decoder().to(D64) for _ in betas]
     cfgs = [GANConfig(vae=VAEConfig(dataset="cifar10", beta=b)) for b in betas]
-    separate = [_stage([c], 5, encoders=[e], decoders=[d]) for c, e, d in zip(cfgs, encs, decs)]
-    stacked = _stage(cfgs, 5, encoders=encs, decoders=decs)
+    separate = [_stage(c, 5, encoder=e, decoder=d) for c, e, d in zip(cfgs, encs, decs)]
+    stacked = _stacked(cfgs, 5, encoders=encs, decoders=decs)
     step = stacked.step
     assert not step.shared and not any(p.requires_grad for p in step.encoder.parameters())
     _compare(separate, stacked, _batches(3, seed=2))
@@ -154,12 +168,13 @@ def test_stacked_gans_over_different_vaes_equal_separate_runs():
 
 def test_beta_sweep_gans_train_stacked_end_to_end(tmp_path):
     vcfg = VAEConfig(dataset="shapes", epochs=1, n_train=96, batch_size=32)
-    kw = dict(device="cpu", progress=False, stack=True)
-    vaes = train_sweep([vcfg.replace(beta=b) for b in (1.0, 4.0)], out=tmp_path, **kw)
+    kw = dict(device="cpu", options=RunOptions(progress=False, stack=True))
+    data = load_data("shapes", n_train=96, n_test=16)
+    vaes = train_sweep([vcfg.replace(beta=b) for b in (1.0, 4.0)], data, out=tmp_path, **kw)
     gcfgs = [GANConfig(vae=v.config, epochs=1) for v in vaes]
-    gans = train_sweep(gcfgs, vaes=vaes, out=tmp_path, **kw)
+    gans = train_sweep(gcfgs, data, vaes=vaes, out=tmp_path, **kw)
     assert [g.path.parent for g in gans] == [v.path for v in vaes]  # each in its own VAE's folder
-    alone = train_lsr_gan(gcfgs[1], vae=vaes[1], out=tmp_path / "alone", **kw)
+    alone = train_lsr_gan(gcfgs[1], data, vae=vaes[1], out=tmp_path / "alone", **kw)
     assert _max_diff(gans[1].generator, alone.generator) < 2e-3
     assert load_run(gans[0].path).history["sweep"]["beta"] == [1.0, 4.0]
     assert not list((tmp_path / "shapes").glob("sweep-*"))

@@ -5,9 +5,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lsr_utils.cli import main
-from lsr_utils.errors import LsrError
-from lsr_utils.notebook import execute, setup, sweep
+from lsr_utils.apps.cli import main
+from lsr_utils.apps.notebook import execute, setup, sweep
+from lsr_utils.base.errors import LsrError
 
 pytest.importorskip("papermill")
 
@@ -88,7 +88,7 @@ def test_sweep_killed_midway_resumes_without_redoing_work(tmp_path):
     import time
 
     nb = make_notebook(tmp_path / "point.ipynb", SLOW_BODY)
-    cmd = [sys.executable, "-m", "lsr_utils.cli", "sweep", str(nb), "--param", "beta", "--values", "1.0", "2.0", "3.0",
+    cmd = [sys.executable, "-m", "lsr_utils.apps.cli", "sweep", str(nb), "--param", "beta", "--values", "1.0", "2.0", "3.0",
            "--out", str(tmp_path / "sw"), "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -110,8 +110,8 @@ def test_sweep_killed_midway_resumes_without_redoing_work(tmp_path):
 
 
 def test_claims_are_recorded_and_gathered(tmp_path, capsys):
-    from lsr_utils.notebook import claim, write_results
-    from lsr_utils.report import write_claims
+    from lsr_utils.apps.notebook import claim, write_results
+    from lsr_utils.measurement.report import write_claims
 
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "lsr-kit"\n')
     ctx = setup(profile="quick", root=tmp_path, name="01_test")
@@ -139,7 +139,7 @@ def test_sweep_report_is_built_from_exactly_the_runs_it_made_or_reused(tmp_path)
     other.write_text(_json.dumps({**good, "beta": 9.0, "run": "shapes/vae-b9-e1-00000000/gan-l1-e1-00000000"}))
     body = """
 import json, pathlib
-from lsr_utils.files import record_manifest
+from lsr_utils.base.files import record_manifest
 rec = dict(RECORD, beta=beta, run=f"shapes/vae-b{beta:g}-e1-11111111/gan-l1-e1-22222222")
 p = pathlib.Path(OUT) / f"rec-{beta}.json"
 p.write_text(json.dumps(rec))
@@ -164,11 +164,11 @@ def test_datasets_of_notebook_05_follow_the_reproduction(tmp_path):
 
 
 def test_the_environment_is_read_only_at_the_edges():
-    """No library module reads an environment variable: only lsr_utils.settings (called by the lsr command and a
+    """No library module reads an environment variable: only lsr_utils.apps.environ (called by the lsr command and a
     notebook's setup) and the job runner's process start."""
     import re
 
     root = Path(__file__).resolve().parents[1] / "lsr_utils"
     readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                      if re.search(r"os\.environ|os\.getenv|getenv\(", p.read_text()))
-    assert readers == ["cli.py", "jobs.py", "notebook.py", "settings.py"], readers
+    assert readers == ["apps/cli.py", "apps/environ.py", "apps/jobs.py", "apps/notebook.py"], readers

@@ -11,8 +11,9 @@ import shutil
 import pytest
 import torch
 
-from lsr_utils.cli import main
-from lsr_utils.errors import LsrError
+from lsr_utils.apps.cli import main
+from lsr_utils.base.errors import LsrError
+from lsr_utils.training.loop import RunOptions
 
 
 class Payload:
@@ -36,16 +37,16 @@ def poison(path, marker, replace=False):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished VAE + LSR-GAN pair and a classifier, trained in seconds."""
-    from lsr_utils.classifier import classifier_config, train_classifier
-    from lsr_utils.config import make_config
     from lsr_utils.data import load_data
-    from lsr_utils.train import train_lsr_gan, train_vae
+    from lsr_utils.measurement.classifier import classifier_config, train_classifier
+    from lsr_utils.method.config import make_config
+    from lsr_utils.training.train import train_lsr_gan, train_vae
 
     out = tmp_path_factory.mktemp("trusted") / "runs"
     data = load_data("shapes", n_train=64, n_test=300)
     cfg = make_config("smoke", n_train=64, vae_epochs=1, gan_epochs=1)
-    gan = train_lsr_gan(cfg, data, vae=train_vae(cfg.vae, data, out=out, progress=False), out=out, progress=False)
-    clf = train_classifier(classifier_config("shapes", "smoke", n_train=64, width=8), data, out=out, progress=False)
+    gan = train_lsr_gan(cfg, data, vae=train_vae(cfg.vae, data, out=out, options=RunOptions(progress=False)), out=out, options=RunOptions(progress=False))
+    clf = train_classifier(classifier_config("shapes", "smoke", n_train=64, width=8), data, out=out, options=RunOptions(progress=False))
     return {"out": out, "cfg": cfg, "gan": gan.path, "vae": gan.path.parent, "clf": clf.path}
 
 
@@ -65,7 +66,7 @@ def _refused(err: str, marker):
 
 @pytest.mark.parametrize("which", ["vae", "gan"])
 def test_payload_in_weights_never_runs_on_reuse_or_load(copy, capsys, which):
-    from lsr_utils.runs import load_run
+    from lsr_utils.models.finished import load_run
 
     poison(copy[which] / "weights.pt", copy["marker"])
     with pytest.raises(LsrError) as e:
@@ -81,7 +82,7 @@ def test_payload_in_weights_never_runs_on_reuse_or_load(copy, capsys, which):
 
 
 def test_payload_as_whole_file_is_refused(copy):
-    from lsr_utils.runs import load_run
+    from lsr_utils.models.finished import load_run
 
     poison(copy["gan"] / "weights.pt", copy["marker"], replace=True)
     with pytest.raises(LsrError) as e:
@@ -98,7 +99,7 @@ def test_payload_in_classifier_weights_never_runs(copy, capsys):
 
 
 def test_payload_in_checkpoint_never_runs_on_resume(copy, capsys):
-    from lsr_utils.files import load_tensors as torch_load
+    from lsr_utils.base.files import load_tensors as torch_load
 
     ck_dir = copy["gan"]
     state = torch_load(ck_dir / "weights.pt", "weights file")
@@ -115,7 +116,7 @@ def test_payload_in_checkpoint_never_runs_on_resume(copy, capsys):
 
 def test_payload_never_runs_when_the_explorer_lists_runs(copy):
     pytest.importorskip("ipywidgets")
-    from lsr_utils.widgets import LatentExplorer
+    from lsr_utils.apps.widgets import LatentExplorer
 
     poison(copy["gan"] / "weights.pt", copy["marker"])
     explorer = LatentExplorer(copy["out"])
@@ -124,7 +125,7 @@ def test_payload_never_runs_when_the_explorer_lists_runs(copy):
 
 
 def test_report_never_writes_outside_out(tmp_path, capsys):
-    from lsr_utils.report import write_report
+    from lsr_utils.measurement.report import write_report
 
     good = _good_record()
     runs = tmp_path / "runs" / "x" / "y"
@@ -170,7 +171,7 @@ def _good_record() -> dict:
     (lambda r: dict(r, values={"mse_vae": {"mean": "x"}}), "values is not a mapping"),
 ])
 def test_report_skips_malformed_records_with_a_warning(tmp_path, capsys, change, why):
-    from lsr_utils.report import write_report
+    from lsr_utils.measurement.report import write_report
 
     d = tmp_path / "runs" / "a" / "b"
     d.mkdir(parents=True)
@@ -191,7 +192,7 @@ def test_report_out_is_a_file(tmp_path, capsys):
 
 def test_sweep_values_never_name_paths_outside_out(tmp_path):
     pytest.importorskip("papermill")
-    from lsr_utils.notebook import sweep, value_file_name
+    from lsr_utils.apps.notebook import sweep, value_file_name
 
     assert value_file_name("beta", "/../../../TRAV") == "beta=%2F..%2F..%2F..%2FTRAV"
     assert value_file_name("beta", "..") == "beta=%2E."
@@ -235,13 +236,16 @@ def _train_vae_cli(capsys, out, *extra):
 
 
 def test_resume_a_vae_run_through_the_cli(tmp_path, capsys):
-    from lsr_utils.runs import RunDir
+    from lsr_utils.storage.runs import RunDir
 
     class Crash(Exception):
         pass
 
-    from lsr_utils.config import make_config
-    from lsr_utils.train import run_path, train_vae
+    from conftest import run_folder
+
+    from lsr_utils.data import load_data
+    from lsr_utils.method.config import make_config
+    from lsr_utils.training.train import train_vae
 
     cfg = make_config("smoke", n_train=64, vae_epochs=2).vae
 
@@ -250,8 +254,9 @@ def test_resume_a_vae_run_through_the_cli(tmp_path, capsys):
             raise Crash()
 
     with pytest.raises(Crash):
-        train_vae(cfg, out=tmp_path, progress=False, checkpoint_every_steps=1, callbacks=[crash])
-    path = run_path(cfg, out=tmp_path)
+        train_vae(cfg, load_data("shapes", n_train=64, n_test=16), out=tmp_path,
+                  options=RunOptions(progress=False, checkpoint_every_steps=1, callbacks=[crash]))
+    path = run_folder(cfg, tmp_path)
     assert RunDir(path).status == "running"
     code = main(["train-vae", "--resume", str(path), "--no-progress"])
     err = capsys.readouterr().err
@@ -260,7 +265,7 @@ def test_resume_a_vae_run_through_the_cli(tmp_path, capsys):
 
 
 def test_resume_refuses_a_different_profile(tmp_path, capsys):
-    from lsr_utils.runs import RunDir
+    from lsr_utils.storage.runs import RunDir
 
     code = main(["train-vae", "--profile", "smoke", "--out", str(tmp_path), "--no-progress", "--epochs", "1",
                  "--n-train", "64"])
@@ -278,7 +283,7 @@ def test_resume_refuses_a_different_profile(tmp_path, capsys):
 
 
 def test_non_finite_losses_stop_training_and_mark_the_run_failed(tmp_path, capsys):
-    from lsr_utils.runs import RunDir
+    from lsr_utils.storage.runs import RunDir
 
     code, out, err = _train_vae_cli(capsys, tmp_path, "--beta", "1e300")
     assert code == 2
@@ -300,7 +305,7 @@ def test_runs_record_what_actually_ran(tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
-    from lsr_utils.runs import RunDir
+    from lsr_utils.storage.runs import RunDir
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 40), ("test", 8)):
@@ -328,11 +333,12 @@ def test_runs_record_what_actually_ran(tmp_path, capsys):
 
 
 def test_a_second_process_is_told_who_trains_the_run(tmp_path, capsys):
-    from lsr_utils.config import make_config
-    from lsr_utils.runs import RunDir
-    from lsr_utils.train import run_path
+    from conftest import run_folder
 
-    path = run_path(make_config("smoke", n_train=64, vae_epochs=1).vae, out=tmp_path)
+    from lsr_utils.method.config import make_config
+    from lsr_utils.storage.runs import RunDir
+
+    path = run_folder(make_config("smoke", n_train=64, vae_epochs=1).vae, tmp_path)
     with RunDir(path).lock():
         code, out, err = _train_vae_cli(capsys, tmp_path)
     assert code == 2 and "is being trained by process" in err and "--wait" in err
@@ -345,8 +351,8 @@ def test_a_second_process_is_told_who_trains_the_run(tmp_path, capsys):
 def test_a_full_disk_leaves_no_temporary_file_and_says_so(tmp_path, monkeypatch):
     import errno
 
-    import lsr_utils.files as files
-    from lsr_utils.errors import LsrError
+    import lsr_utils.base.files as files
+    from lsr_utils.base.errors import LsrError
 
     target = tmp_path / "checkpoint.pt"
     files.atomic_torch_save(target, {"lsr_version": "x", "a": torch.zeros(3)})
@@ -367,7 +373,7 @@ def test_a_full_disk_leaves_no_temporary_file_and_says_so(tmp_path, monkeypatch)
 def test_a_read_only_folder_is_one_message(tmp_path, monkeypatch, capsys):
     import errno
 
-    import lsr_utils.files as files
+    import lsr_utils.base.files as files
 
     def read_only(tmp):
         raise OSError(errno.EROFS, "Read-only file system")
@@ -402,7 +408,7 @@ def test_evaluate_of_a_read_only_run_says_how(copy, capsys, monkeypatch):
     ("history.json", "[]", "history.json: not a valid training history"),
 ])
 def test_damaged_run_folder_is_named(copy, capsys, file, content, needle):
-    from lsr_utils.runs import load_run
+    from lsr_utils.models.finished import load_run
 
     (copy["gan"] / file).write_text(content)
     with pytest.raises(LsrError) as e:
@@ -539,7 +545,7 @@ def test_a_received_folder_cannot_make_the_kit_write_or_read_through_a_link(copy
     """Links and special files out of a run folder are refused by name, never followed: an unfinished run whose
     .lock links to a file outside it (the file stays intact), a metrics.json linking to /dev/zero or a FIFO
     (refused at once, no hang), a weights file that is a link."""
-    from lsr_utils.report import write_report
+    from lsr_utils.measurement.report import write_report
 
     outside = tmp_path / "precious.txt"
     outside.write_text("keep me")
@@ -585,8 +591,8 @@ def test_a_celeba_partition_line_cannot_name_an_image_outside_the_dataset(tmp_pa
 ])
 def test_one_validated_reader_for_every_json(tmp_path, body, needle):
     """Depth, number and schema limits: a bad file is one message naming it, never a RecursionError or KeyError."""
-    from lsr_utils.files import read_json
-    from lsr_utils.runs import RUN_SCHEMA
+    from lsr_utils.base.files import read_json
+    from lsr_utils.storage.runs import RUN_SCHEMA
 
     f = tmp_path / "run.json"
     f.write_text(body)
@@ -598,7 +604,7 @@ def test_one_validated_reader_for_every_json(tmp_path, body, needle):
 def test_bad_records_and_histories_are_named_and_skipped(copy, tmp_path, capsys):
     """A record missing fields or holding the wrong types is skipped by name in the report; a history whose loss is
     a string is a damaged run folder (one message), not a crash of the next command."""
-    from lsr_utils.report import write_report
+    from lsr_utils.measurement.report import write_report
 
     kept = tmp_path / "out" / "records"  # records a report keeps (and reads back)
     kept.mkdir(parents=True)
@@ -632,9 +638,9 @@ def test_numbers_are_bound_to_the_weights_they_measure(copy, tmp_path, capsys):
 
 
 def test_a_checkpoint_claiming_an_impossible_position_is_refused(tmp_path):
-    from lsr_utils.config import make_config
     from lsr_utils.data import load_data
-    from lsr_utils.train import run_path, train_vae
+    from lsr_utils.method.config import make_config
+    from lsr_utils.training.train import run_path, train_vae
 
     data = load_data("shapes", n_train=64, n_test=32)
     cfg = make_config("smoke", n_train=64, vae_epochs=2).vae
@@ -644,13 +650,13 @@ def test_a_checkpoint_claiming_an_impossible_position_is_refused(tmp_path):
             raise RuntimeError("stop here")
 
     with pytest.raises(RuntimeError):
-        train_vae(cfg, data, out=tmp_path, progress=False, checkpoint_every_steps=1, callbacks=[crash])
+        train_vae(cfg, data, out=tmp_path, options=RunOptions(progress=False, checkpoint_every_steps=1, callbacks=[crash]))
     ck_path = run_path(cfg, data, out=tmp_path) / "checkpoint.pt"
     ck = torch.load(ck_path, weights_only=True)
     ck["epoch"] = 999
     torch.save(ck, ck_path)
     with pytest.raises(LsrError, match="claims epoch 999"):
-        train_vae(cfg, data, out=tmp_path, progress=False)
+        train_vae(cfg, data, out=tmp_path, options=RunOptions(progress=False))
 
 
 def test_sizes_from_outside_are_bounded_before_anything_is_allocated(copy, tmp_path, capsys):
@@ -695,7 +701,7 @@ def test_sigterm_checkpoints_like_ctrl_c(tmp_path):
     import time
 
     env = dict(os.environ, LSR_PROGRESS="0", LSR_PROFILE="smoke")
-    cmd = [sys.executable, "-m", "lsr_utils.cli", "train-vae", "--vae-epochs" if False else "--epochs", "6",
+    cmd = [sys.executable, "-m", "lsr_utils.apps.cli", "train-vae", "--vae-epochs" if False else "--epochs", "6",
            "--n-train", "512", "--out", str(tmp_path), "--no-progress"]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -708,7 +714,7 @@ def test_sigterm_checkpoints_like_ctrl_c(tmp_path):
 
 
 def test_a_killed_write_leaves_temporaries_that_the_next_run_removes(copy):
-    from lsr_utils.runs import RunDir
+    from lsr_utils.storage.runs import RunDir
 
     stale = copy["vae"] / ".checkpoint.pt.tmp12345"
     stale.write_bytes(b"half a checkpoint")
@@ -743,7 +749,7 @@ def test_the_classifier_takes_its_classes_from_the_data(tmp_path):
     """An image folder of 12 classes trains a 12-way classifier (it used to fail with IndexError)."""
     from PIL import Image
 
-    from lsr_utils.classifier import classifier_config, train_classifier
+    from lsr_utils.measurement.classifier import classifier_config, train_classifier
 
     for split, n in (("train", 4), ("test", 2)):
         for c in range(12):
@@ -751,6 +757,5 @@ def test_the_classifier_takes_its_classes_from_the_data(tmp_path):
             d.mkdir(parents=True)
             for i in range(n):
                 Image.new("RGB", (32, 32), (20 * c, 10 * i, 0)).save(d / f"{i}.png")
-    run = train_classifier(classifier_config("imagefolder", "smoke", batch_size=8, n_train=None),
-                           out=tmp_path / "runs", data_root=tmp_path / "imgs", progress=False)
+    run = train_classifier(classifier_config("imagefolder", "smoke", batch_size=8, n_train=None), out=tmp_path / "runs", data_root=tmp_path / "imgs", options=RunOptions(progress=False))
     assert run.config.num_classes == 12

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from lsr_utils.config import make_config
-from lsr_utils.errors import LsrError
-from lsr_utils.pixels import model_to_unit
-from lsr_utils.train import train_lsr_gan, train_vae
+from lsr_utils.base.errors import LsrError
+from lsr_utils.base.pixels import model_to_unit
+from lsr_utils.method.config import make_config
+from lsr_utils.training.loop import RunOptions
+from lsr_utils.training.train import train_lsr_gan, train_vae
 
 W = pytest.importorskip("ipywidgets")
 
@@ -19,8 +20,8 @@ def runs(tmp_path_factory):
     data = load_data("shapes", n_train=128, n_test=40)
     for lam in (1.0, 5.0):
         cfg = make_config("smoke", n_train=128, vae_epochs=1, gan_epochs=1, lam=lam)
-        vae = train_vae(cfg.vae, data, out=out, progress=False)
-        train_lsr_gan(cfg, data, vae=vae, out=out, progress=False)
+        vae = train_vae(cfg.vae, data, out=out, options=RunOptions(progress=False))
+        train_lsr_gan(cfg, data, vae=vae, out=out, options=RunOptions(progress=False))
     return out, data
 
 
@@ -37,7 +38,7 @@ def changed(a, b):
 
 @pytest.fixture
 def explorer(runs):
-    from lsr_utils.widgets import LatentExplorer
+    from lsr_utils.apps.widgets import LatentExplorer
 
     out, data = runs
     return LatentExplorer(out, data, n_sliders=4, n_samples=3)
@@ -73,7 +74,7 @@ def test_new_image_changes_input_panels(explorer):
 
 
 def test_interpolation_endpoints_equal_the_inputs_renderings(explorer):
-    from lsr_utils.widgets import png_bytes
+    from lsr_utils.apps.widgets import png_bytes
 
     m = explorer.model
     explorer.end_a.value, explorer.end_b.value = 3, 7
@@ -103,7 +104,7 @@ def test_run_selector_compares_the_same_image_across_runs(explorer):
 
 
 def test_bad_runs_give_a_message_not_a_traceback(runs, tmp_path):
-    from lsr_utils.widgets import LatentExplorer
+    from lsr_utils.apps.widgets import LatentExplorer
 
     out, data = runs
     good = sorted(out.rglob("gan-*"))[0]
@@ -123,8 +124,8 @@ def test_bad_runs_give_a_message_not_a_traceback(runs, tmp_path):
 
 
 def test_model_refuses_a_vae_run(runs):
-    from lsr_utils.runs import load_run
-    from lsr_utils.widgets import ExplorerModel
+    from lsr_utils.apps.widgets import ExplorerModel
+    from lsr_utils.models.finished import load_run
 
     out, data = runs
     vae_dir = sorted(out.rglob("vae-*"))[0]
@@ -137,8 +138,8 @@ def test_the_explorer_renders_codes_of_images_with_render_and_prior_samples_with
     code and interpolations with GANRun.render, and a random z ~ N(0, I) (and its edits) with GANRun.generate."""
     import copy
 
-    from lsr_utils.runs import load_run
-    from lsr_utils.widgets import ExplorerModel
+    from lsr_utils.apps.widgets import ExplorerModel
+    from lsr_utils.models.finished import load_run
 
     out, data = runs
     run = load_run(next(out.glob("shapes/vae-*/gan-*")))

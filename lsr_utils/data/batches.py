@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import LsrError
-from ..pixels import uint8_to_model
+from ..base.errors import LsrError
+from ..base.pixels import uint8_to_model
 
 
 class DeviceBatches:

@@ -11,15 +11,15 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import LsrError
-from ..files import atomic_torch_save, atomic_write_bytes
+from ..base.errors import LsrError
+from ..base.files import atomic_torch_save, atomic_write_bytes
 
 _DEFAULTS = {"cache": None, "offline": False}
 
 
 def set_defaults(*, cache: Path | None = None, offline: bool = False) -> None:
     """The cache folder (None: ``~/.cache/lsr-kit``) and whether downloads are off, for every loader: set by the
-    edges from the environment (:func:`lsr_utils.settings.install`)."""
+    edges from the environment (:func:`lsr_utils.apps.environ.install`)."""
     _DEFAULTS.update(cache=Path(cache) if cache else None, offline=bool(offline))
 
 

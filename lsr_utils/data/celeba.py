@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LsrError
-from ..files import open_regular
+from ..base.errors import LsrError
+from ..base.files import open_regular
 from .cache import cached, file_fingerprint
 from .folders import MAX_IMAGE_BYTES
 
@@ -18,7 +18,7 @@ def folder(root: Path) -> Path:
     return root / "celeba"
 
 
-def load(root: Path, progress: bool = True):
+def read(root: Path, image_size=None, progress: bool = True):
     base = folder(root)
     imgs, parts = base / "img_align_celeba", base / "list_eval_partition.txt"
     if not imgs.is_dir() or not parts.is_file():
@@ -39,7 +39,7 @@ def load(root: Path, progress: bool = True):
         import torch
         from PIL import Image
 
-        from ..progress import progress_bar
+        from ..base.progress import progress_bar
 
         out = {}
         for split, code in (("train", "0"), ("test", "2")):
@@ -60,3 +60,9 @@ def load(root: Path, progress: bool = True):
     d = cached("celeba", fp, build)
     return d["train_x"], d["train_y"], d["test_x"], d["test_y"], ("face",), str(base), fp
 
+
+def download(root: Path) -> None:
+    """torchvision's download of CelebA (its training split brings the images and the partition file)."""
+    import torchvision.datasets as tvd
+
+    tvd.CelebA(str(root), split="train", download=True)

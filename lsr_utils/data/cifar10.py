@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LsrError
+from ..base.errors import LsrError
 from .cache import cached, file_fingerprint
 from .folders import find_split, load_folders
 
@@ -66,7 +66,7 @@ def load_pickles(root: Path):
     return d["train_x"], d["train_y"], d["test_x"], d["test_y"], CLASSES, str(folder), fp
 
 
-def load(root: Path, progress: bool = True):
+def read(root: Path, image_size=None, progress: bool = True):
     """CIFAR-10 from ``root`` in any documented layout, or None."""
     got = load_pickles(root)
     if got is not None:
@@ -75,3 +75,10 @@ def load(root: Path, progress: bool = True):
         if find_split(src, "train") is not None:
             return load_folders(src, 32, 3, CLASSES, "cifar10", progress)
     return None
+
+
+def download(root: Path) -> None:
+    """torchvision's download of the python pickles (extracted into ``root/cifar-10-batches-py``)."""
+    import torchvision.datasets as tvd
+
+    tvd.CIFAR10(str(root), train=True, download=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LsrError
-from ..files import read_regular
+from ..base.errors import LsrError
+from ..base.files import read_regular
 from .cache import cached, file_fingerprint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -104,7 +104,7 @@ def decode_split(split: Split, size: int, channels: int, classes: tuple[str, ...
     """(images uint8 (N, C, size, size), labels int64 (N,), classes) of a split."""
     import torch
 
-    from ..progress import progress_bar
+    from ..base.progress import progress_bar
 
     found = tuple(sorted({c for c, _ in split.entries}))
     classes = classes or found
@@ -150,3 +150,8 @@ def load_folders(source: Path, size: int, channels: int, classes: tuple[str, ...
     cls = tuple(bytes(d["classes"].tolist()).decode().split("\n"))
     where = f"{train.where}" + (f", {test.where}" if test else " (10% held out)")
     return d["train_x"], d["train_y"], d["test_x"], d["test_y"], cls, where, fingerprint
+
+
+def read_imagefolder(root: Path, image_size: int | None = None, progress: bool = True):
+    """Your own images in class folders under ``root`` (``imagefolder``), at ``image_size`` (default 32), or None."""
+    return load_folders(root, image_size or 32, 3, None, "imagefolder", progress)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LsrError
+from ..base.errors import LsrError
 from .cache import file_fingerprint
+from .images import Incomplete
+from .subsets import balanced_order
 
 _PREFIX = {"train": "train", "test": "t10k"}
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
@@ -75,3 +77,48 @@ def load_split(name: str, root: Path, split: str):
 
 def classes(name: str) -> tuple[str, ...]:
     return tuple(str(i) for i in range(10)) if name == "mnist" else FASHION_CLASSES
+
+
+def reader(name: str):
+    """The reader of ``name`` (mnist, fashion-mnist): both splits' four files, or None where none is there."""
+
+    def read(root: Path, image_size=None, progress: bool = True):
+        tr, te = load_split(name, root, "train"), load_split(name, root, "test")
+        if tr is None or te is None:
+            if tr is not None or te is not None:
+                raise Incomplete(f"no {'train' if tr is None else 'test'} split: found only the "
+                                 f"{'test' if tr is None else 'train'} files")
+            return None
+        where = find(name, root, "train", "images").parent
+        return tr[0], tr[1], te[0], te[1], classes(name), str(where), f"{tr[2]}-{te[2]}"
+
+    return read
+
+
+def downloader(name: str):
+    """torchvision's download of ``name``'s four files into a folder."""
+
+    def download(root: Path) -> None:
+        import torchvision.datasets as tvd
+
+        for train in (True, False):
+            (tvd.MNIST if name == "mnist" else tvd.FashionMNIST)(str(root), train=train, download=True)
+
+    return download
+
+
+MNIST_TEST_SPLIT = (8000, 2000)  # mnist-test: the official test set, split into training and held-out images
+
+
+def read_mnist_test(root: Path, image_size=None, progress: bool = True):
+    """mnist-test: the 10,000 official MNIST test images alone, as a seeded, balanced 8,000 / 2,000 split (held out
+    first, 200 per class; then the training images, balanced over what is left), or None where they are absent."""
+    te = load_split("mnist", root, "test")
+    if te is None:
+        return None
+    order = balanced_order(te[1], seed=20)
+    te_i, rest = order[:MNIST_TEST_SPLIT[1]], order[MNIST_TEST_SPLIT[1]:]
+    tr_i = rest[balanced_order(te[1][rest], seed=21)][:MNIST_TEST_SPLIT[0]]
+    where = find("mnist", root, "test", "images").parent
+    return (te[0][tr_i], te[1][tr_i], te[0][te_i], te[1][te_i], classes("mnist"), str(where),
+            f"{te[2]}-split{MNIST_TEST_SPLIT[0]}/{MNIST_TEST_SPLIT[1]}")

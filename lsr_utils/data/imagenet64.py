@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LsrError
+from ..base.errors import LsrError
 from .cache import file_fingerprint
 
 
@@ -53,7 +53,7 @@ def _read(p: Path):
     return torch.from_numpy(x.copy()), torch.from_numpy(y)
 
 
-def load(root: Path, progress: bool = True):
+def read(root: Path, image_size=None, progress: bool = True):
     import torch
 
     dirs = [d for d in folders(root) if d.is_dir()]

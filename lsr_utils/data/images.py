@@ -41,6 +41,11 @@ class ImageData:
                 f"classes={len(self.classes)}, source={display_path(self.source)!r})")
 
 
+class Incomplete(Exception):
+    """A reader found part of a dataset only (one split without the other): what is missing, for the message that
+    says which files to put where."""
+
+
 def display_path(text: str) -> str:
     """``text`` with the current folder's absolute path made relative (outputs carry no machine paths)."""
     here = str(Path.cwd().resolve())

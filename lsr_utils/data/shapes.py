@@ -40,7 +40,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..errors import LsrError
+from ..base.errors import LsrError
+from ..base.limits import LIMITS
 from .images import ImageData
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
@@ -175,14 +176,12 @@ def fingerprint(seed: int, design: Design | None = None) -> str:
 
 def load(n_train: int | None, n_test: int | None, seed: int):
     """``shapes`` as :class:`~lsr_utils.data.ImageData` (20,000 / 2,000 images by default)."""
-    from ..config import LIMITS
-
     n_train = 20000 if n_train is None else n_train
     n_test = 2000 if n_test is None else n_test
     if max(n_train, n_test) > LIMITS["generated_images"]:
         raise LsrError(f"shapes: {max(n_train, n_test):,} images to generate is over the kit's limit of "
                        f"{LIMITS['generated_images']:,} (about {LIMITS['generated_images'] * 3072 / 1e9:.0f} GB); "
-                       f"raise LIMITS['generated_images'] in lsr_utils/config.py if you really need more")
+                       f"raise LIMITS['generated_images'] in lsr_utils/base/limits.py if you really need more")
     tr = generate_shapes(n_train, seed=seed, split="train")
     te = generate_shapes(n_test, seed=seed, split="test")
     return ImageData("shapes", torch.from_numpy(tr.images), torch.from_numpy(tr.factors["shape"]).long(),
