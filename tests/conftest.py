@@ -39,18 +39,23 @@ class _SmokeRuns:
             os.environ.pop("LSR_OUT", None)
 
 
+OWN_RUNS_NOTEBOOKS = ("notebooks/08_any_vae.ipynb",)  # notebooks that reuse none of the smoke reproduction's runs
+
+
 @pytest.hookimpl(optionalhook=True)  # the suite also runs without pytest-xdist installed
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist (`-n 2`, as .ci/run runs the suite) each test module is one unit of work, as with
-    `--dist loadscope`, except that the smoke reproduction (tests/test_reproduce.py) and every notebook form one
-    unit: one worker runs them in collection order, so that the notebooks reuse what the reproduction trained in
-    that worker's SMOKE_OUT, and each notebook's cells share one kernel. (A scheduler, not `xdist_group` marks:
-    xdist 3.8 renames the node ids of marked tests, which pytest 9.2 no longer lets it do.)"""
+    `--dist loadscope`, except that the smoke reproduction (tests/test_reproduce.py) and the notebooks that reuse its
+    runs form one unit: one worker runs them in collection order, so that those notebooks reuse what the
+    reproduction trained in that worker's SMOKE_OUT, and each notebook's cells share one kernel. Notebook 08 trains
+    its own (pythae) runs and goes to either worker, as a module does. (A scheduler, not `xdist_group` marks: xdist
+    3.8 renames the node ids of marked tests, which pytest 9.2 no longer lets it do.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class SmokeRunsTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith(("notebooks/", "tests/test_reproduce.py::")):
+            if nodeid.startswith(("notebooks/", "tests/test_reproduce.py::")) and not \
+                    nodeid.startswith(OWN_RUNS_NOTEBOOKS):
                 return "smoke runs"
             return super()._split_scope(nodeid)
 

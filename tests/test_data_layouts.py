@@ -229,7 +229,7 @@ def test_bind_records_the_images_used(tmp_path):
     from lsr_utils.method.config import make_config
 
     d = load_data("shapes", n_train=80, n_test=8)
-    cfg, data = bind_data(make_config("smoke").vae, d)  # 512 asked for, 80 given
+    cfg, data = bind_data(make_config("smoke").vae, d)  # 256 asked for, 80 given
     assert cfg.n_train == 80 and len(data.train_x) == 80 and cfg.data_id.endswith("|n=80")
     with pytest.raises(LsrError, match="trained on other images"):
         bind_data(cfg, load_data("shapes", n_train=80, n_test=8, seed=3))

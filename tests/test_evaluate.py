@@ -63,7 +63,7 @@ def test_evaluate_run_writes_all_metrics(trained):
 
 def test_the_sample_variance_is_measured_over_the_profiles_number_of_inputs(trained, tmp_path):
     out, gan, clf = trained
-    assert [evaluation_sizes(p, "shapes")[1] for p in ("smoke", "quick", "paper", "custom")] == [64, 250, 1000, 1000]
+    assert [evaluation_sizes(p, "shapes")[1] for p in ("smoke", "quick", "paper", "custom")] == [32, 250, 1000, 1000]
     rec = evaluate_run(gan.path, EvalSettings(classifier=clf, use_fid=False, n_test=300, k=3), progress=False, record=tmp_path / "metrics.json")
     # a custom run (this one) takes up to 1,000 inputs, here all 300; the settings say which default was applied,
     # so a record made under another default is not reused

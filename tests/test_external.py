@@ -62,7 +62,8 @@ def test_a_pythae_vae_is_rendered_and_evaluated_through_the_commands(pythae_vae,
     run = next(out.glob("shapes/ext-*/gan-*"))
     code = main(["train-classifier", "--profile", "smoke", "--out", str(out), "--no-progress"])
     assert code == 0
-    code = main(["evaluate", str(run), "--n-test", "300", "--no-fid", "--no-progress"])
+    clf = next(out.glob("shapes/classifier-*"))  # (the run matches no profile: without it, the quick one's is trained)
+    code = main(["evaluate", str(run), "--n-test", "100", "--no-fid", "--no-progress", "--classifier", str(clf)])
     err = capsys.readouterr()
     assert code == 0, err.err
     rec = json.loads((run / "metrics.json").read_text())

@@ -144,15 +144,25 @@ def test_a_finished_reproduction_plans_no_work_but_its_notebooks_and_report(smok
 
 
 def test_submitit_local_executor_gives_the_same_records(smoke, tmp_path):
+    """One evaluation unit of the plan through submitit jobs: the LSR-GAN it needs trained in a job, then measured
+    in another, gives the record the in-process reproduction gave. Its classifier and VAE are the smoke
+    reproduction's, copied (the jobs reuse them, as a reproduction continued elsewhere would)."""
+    import shutil
+
     pytest.importorskip("submitit")
     out, _, _ = smoke
     sub = tmp_path / "sub"
+    wanted = next(r for r in _records(out).values() if (r["beta"], r["lam"], r["seed"]) == (1.0, 1.0, 13))
+    vae_name = wanted["run"].split("/")[1]
+    for src in [*(out / "runs" / "shapes").glob("classifier-*"), out / "runs" / "shapes" / vae_name]:
+        shutil.copytree(src, sub / "runs" / "shapes" / src.name, ignore=shutil.ignore_patterns("gan-*"))
     code = subprocess.run([sys.executable, "-m", "lsr_utils.apps.cli", "reproduce", "--profile", "smoke", "--out",
                            str(sub), "--device", "cpu", "--no-progress", "--executor", "submitit", "--cluster",
                            "local", "--only", "evaluate-b1-l1"], capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, LSR_PROGRESS="0"))
     assert code.returncode == 0, code.stdout[-3000:] + code.stderr[-3000:]
-    assert "submitted as job" in code.stdout
+    assert "submitted as job" in code.stdout and "gan-b1-l1" in code.stdout
+    assert (sub / "runs" / wanted["run"] / "weights.pt").is_file()  # trained there, by a job
     a, b = _records(out), _records(sub)
     key = next(k for k in b if k[:2] == (1.0, 1.0))
     ra, rb = a[key], b[key]

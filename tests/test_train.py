@@ -320,7 +320,7 @@ def test_code_statistics_render_codes_of_real_images_and_leave_random_samples_al
 
     smoke = tiny(vae_epochs=1, gan_epochs=1)
     assert smoke.ema  # the smoke profile keeps the quick recipe's moving average ...
-    assert (smoke.code_stats, smoke.code_share) == (100, 0.5)  # ... and its statistics over codes and prior samples
+    assert (smoke.code_stats, smoke.code_share) == (10, 0.5)  # ... and its statistics over codes and prior samples
     base = smoke.replace(code_stats=0, code_share=1.0)   # off: the paper's
     assert "code_stats" not in base.to_dict()  # the default leaves every existing run's name as it was
     vae = train_vae(base.vae, tiny_shapes, out=tmp_path, options=RunOptions(progress=False))

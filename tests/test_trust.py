@@ -319,7 +319,7 @@ def test_runs_record_what_actually_ran(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     path = next((tmp_path / "runs" / "imagefolder").glob("vae-*"))
     kind, cfg = RunDir(path).read_config()
-    assert cfg.n_train == 80 and cfg.data_id.endswith("|n=80")  # 512 asked for, 80 exist
+    assert cfg.n_train == 80 and cfg.data_id.endswith("|n=80")  # 256 asked for, 80 exist
     # the same options with other images: another run, never the first one reused
     import shutil
 
@@ -389,11 +389,11 @@ def test_evaluate_of_a_read_only_run_says_how(copy, capsys, monkeypatch):
     real = _os.access
     monkeypatch.setattr(_os, "access", lambda p, mode: False if str(p) == str(copy["gan"].resolve()) else
                         real(p, mode))
-    code = main(["evaluate", str(copy["gan"]), "--no-fid", "--no-progress", "--n-test", "300",
+    code = main(["evaluate", str(copy["gan"]), "--no-fid", "--no-progress", "--n-test", "100",
                  "--classifier", str(copy["clf"])])
     err = capsys.readouterr().err
     assert code == 2 and "read-only" in err and "--record FILE" in err
-    code = main(["evaluate", str(copy["gan"]), "--no-fid", "--no-progress", "--n-test", "300",
+    code = main(["evaluate", str(copy["gan"]), "--no-fid", "--no-progress", "--n-test", "100",
                  "--classifier", str(copy["clf"]), "--record", str(copy["out"].parent / "elsewhere.json")])
     assert code == 0 and (copy["out"].parent / "elsewhere.json").is_file()
 
@@ -429,7 +429,7 @@ def test_checkpoint_without_models_is_a_damaged_folder(copy, capsys):
 def test_evaluate_a_relative_run_path_from_inside_the_runs_folder(copy, capsys, monkeypatch):
     monkeypatch.chdir(copy["out"] / "shapes")
     rel = copy["gan"].relative_to(copy["out"] / "shapes")
-    code = main(["evaluate", str(rel), "--no-fid", "--no-progress", "--n-test", "300", "--classifier",
+    code = main(["evaluate", str(rel), "--no-fid", "--no-progress", "--n-test", "100", "--classifier",
                  str(copy["clf"])])
     assert code == 0, capsys.readouterr().err
 
