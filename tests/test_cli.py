@@ -121,7 +121,7 @@ def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
     rec = json.loads((tmp_path / "res" / "demo.json").read_text())
     assert (tmp_path / "fig" / "demo.png").stat().st_size > 1000 and (tmp_path / "fig" / "demo.pdf").exists()
     m = rec["values"]  # the demo's record is an evaluation record (as `lsr evaluate` writes) plus a demo section
-    assert rec["profile"] == "smoke" and m["n_test"] == 256
+    assert rec["profile"] == "smoke" and m["n_test"] == 128
     for key in ("mse_vae", "mse_lsr_gan", "sharpness_vae", "sharpness_lsr_gan", "variance_vae", "mse_vae_to_clean",
                 "absolute_vae", "absolute_lsr_gan", "classifier_raw_accuracy"):
         assert m[key]["n"] > 0 and m[key]["mean"] >= 0
@@ -142,7 +142,7 @@ def test_demo_smoke_writes_figure_and_metrics(capsys, tmp_path):
     assert checked_values(rec)["absolute_lsr_gan"]["mean"] == p["mean"]
     assert "the classification checks read the mean of 5 classifiers" in out
     # the object's colour, measured without a target: the VAE's reconstructions keep it even in the smoke profile
-    assert 0 <= m["hue_kept_lsr_gan"]["mean"] <= 100 and m["hue_kept_vae"]["n"] == 256
+    assert 0 <= m["hue_kept_lsr_gan"]["mean"] <= 100 and m["hue_kept_vae"]["n"] == 128
     assert f"kept by {m['hue_kept_vae']['mean']:.1f} % of VAE reconstructions" in out
 
 
@@ -155,9 +155,9 @@ def test_ctrl_c_saves_and_rerun_matches_uninterrupted(tmp_path):
     from lsr_utils.method.config import make_config
 
     env = dict(os.environ, LSR_PROGRESS="0")
-    args = [sys.executable, "-m", "lsr_utils.apps.cli", "train-vae", "--profile", "smoke", "--n-train", "256",
+    args = [sys.executable, "-m", "lsr_utils.apps.cli", "train-vae", "--profile", "smoke", "--n-train", "128",
             "--epochs", "2", "--no-progress"]
-    cfg = make_config("smoke", n_train=256, vae_epochs=2).vae
+    cfg = make_config("smoke", n_train=128, vae_epochs=2).vae
     ref = subprocess.run(args + ["--out", str(tmp_path / "a")], capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

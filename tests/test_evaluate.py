@@ -28,8 +28,8 @@ def trained(tmp_path_factory):
 def test_classifier_learns_shapes_and_is_cached(tmp_path):
     from lsr_utils.data import load_data
 
-    data = load_data("shapes", n_train=4000, n_test=300)
-    cfg = ClassifierConfig(dataset="shapes", n_train=4000, num_classes=4, width=16, epochs=4, batch_size=64, lr=0.05)
+    data = load_data("shapes", n_train=2000, n_test=300)
+    cfg = ClassifierConfig(dataset="shapes", n_train=2000, num_classes=4, width=16, epochs=4, batch_size=64, lr=0.05)
     run = train_classifier(cfg, data, out=tmp_path, options=RunOptions(progress=False))
     assert run.metrics["test_accuracy"] > 0.5  # chance is 0.25
     again = train_classifier(cfg, data, out=tmp_path, options=RunOptions(progress=False))

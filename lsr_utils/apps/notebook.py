@@ -88,6 +88,10 @@ class Context:
         """The profile's number of test images for ``dataset`` (None: all), as ``lsr evaluate`` and ``lsr demo``."""
         return profile_for(self.profile, dataset).n_test
 
+    def n_variance(self, dataset: str = "shapes") -> int:
+        """The profile's number of sample-variance inputs for ``dataset``, as ``lsr evaluate``'s."""
+        return profile_for(self.profile, dataset).n_variance
+
     def data(self, dataset: str = "shapes", cfg=None):
         """The profile's training and test images of ``dataset`` (those of ``cfg.vae`` when given)."""
 
